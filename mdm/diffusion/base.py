@@ -1,0 +1,118 @@
+"""The objective interface: ``loss(model, batch) -> LossOut(sum, count)``.
+
+An objective owns the maths of one training criterion (forward noising, weighting, likelihood bound);
+the model is any callable ``model(tokens, sigma=None, ...) -> logits`` (the shared backbone). Losses are
+returned as a sum of per-token losses and the number of tokens it is normalised by, so callers divide
+by a global count and never average averages (DESIGN.md, principle 5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from mdm.config import Config
+from mdm.diffusion.schedules import Schedule, build_schedule
+from mdm.vocab import Vocab
+
+
+@dataclass
+class LossOut:
+    sum: torch.Tensor  # () sum of per-token losses in nats
+    count: torch.Tensor  # () number of tokens the sum is normalised by
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)  # extra sums to log (already summed)
+
+
+def stratified_times(
+    n: int, t_min: float, device: torch.device | str = "cpu", offset: int = 0, total: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """t_i = t_min + (1 - t_min) ((u + i/total) mod 1) for i = offset .. offset+n-1 (MDLM's antithetic sampling).
+
+    One uniform ``u`` is shared by the whole global batch of ``total`` sequences; a rank passes its
+    ``offset`` so the strata are disjoint across ranks (all ranks must draw the same u: same seed).
+    """
+    total = n if total is None else total
+    u = torch.rand((), device=device, generator=generator, dtype=torch.float64)
+    i = torch.arange(offset, offset + n, device=device, dtype=torch.float64)
+    t = t_min + (1 - t_min) * torch.remainder(u + i / total, 1.0)
+    return t.float()
+
+
+class Objective:
+    """Base class. Subclasses set ``causal`` and implement :meth:`sequence_loss`."""
+
+    registry_name = "?"
+    causal: bool = False  # attention mask of the backbone
+    default_time_conditioning: bool = False
+    supports_time_conditioning: bool = True
+    uses_schedule: bool = True
+
+    def __init__(self, cfg: Config, vocab: Vocab):
+        self.cfg, self.vocab = cfg, vocab
+        self.ocfg = cfg.objective
+        self.schedule: Schedule | None = build_schedule(cfg.schedule) if self.uses_schedule else None
+        tc = cfg.model.time_conditioning
+        self.time_conditioned = self.default_time_conditioning if tc is None else tc
+        if self.time_conditioned and not self.supports_time_conditioning:
+            raise ValueError(f"objective {self.registry_name!r} takes no time conditioning (model.time_conditioning)")
+
+    # -- pieces shared by the absorbing objectives ---------------------------------------------------
+    def sample_times(
+        self, n: int, device: torch.device | str, offset: int = 0, total: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        if self.ocfg.antithetic:
+            return stratified_times(n, self.ocfg.t_min, device, offset, total, generator)
+        u = torch.rand(n, device=device, generator=generator)
+        return self.ocfg.t_min + (1 - self.ocfg.t_min) * u
+
+    def sigma_input(self, t: torch.Tensor) -> torch.Tensor | None:
+        """What the backbone receives as its noise level: sigma_bar(t) if time-conditioned, else None."""
+        return self.schedule.total_noise(t) if self.time_conditioned else None
+
+    def mask_tokens(
+        self, x: torch.Tensor, t: torch.Tensor, valid: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Absorbing forward process q(z_t | x): mask each token with probability 1 - alpha_t.
+
+        x: (B, L); t: (B,). Returns (z_t (B, L), masked (B, L) bool). Padding (valid=False) is never masked.
+        """
+        move = (1 - self.schedule.alpha(t))[:, None]  # (B, 1)
+        masked = torch.rand(x.shape, device=x.device, generator=generator) < move
+        if valid is not None:
+            masked &= valid
+        return torch.where(masked, torch.full_like(x, self.vocab.mask_id), x), masked
+
+    def clean_log_probs(self, logits: torch.Tensor) -> torch.Tensor:
+        """log p(x^l = v | ...) over real tokens: mask and padding ids get -inf (SUBS zero-masking). float32."""
+        logits = logits.float()
+        logits[..., self.vocab.mask_id :] = float("-inf")
+        return torch.log_softmax(logits, dim=-1)
+
+    # -- the interface ------------------------------------------------------------------------------
+    def scored_tokens(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Number of tokens the loss of this batch is normalised by (every real position)."""
+        mask = batch.get("attention_mask")
+        x = batch["input_ids"]
+        return torch.tensor(float(x.numel()), device=x.device) if mask is None else mask.sum().float()
+
+    def sequence_loss(
+        self, model, batch: dict[str, torch.Tensor], t: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """One Monte Carlo estimate per sequence of its negative log-likelihood bound, in nats: (B,)."""
+        raise NotImplementedError
+
+    def loss(self, model, batch: dict[str, torch.Tensor], t: torch.Tensor | None = None) -> LossOut:
+        """Training loss over a (micro-)batch: summed per-sequence bounds and the token count.
+
+        ``t`` (B,) are the sequences' times; the training module draws them for the whole global batch
+        at once (stratified) and slices them per micro-batch. Drawn here when not given.
+        """
+        x = batch["input_ids"]
+        if t is None:
+            t = self.sample_times(x.shape[0], x.device)
+        per_seq = self.sequence_loss(model, batch, t)
+        return LossOut(sum=per_seq.sum(), count=self.scored_tokens(batch))

@@ -1,0 +1,52 @@
+"""Exponential moving average of parameters, used for validation and evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+
+class EMA:
+    """shadow <- decay * shadow + (1 - decay) * param, after each optimizer step."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for n, p in model.named_parameters():
+            if n in self.shadow:
+                s = self.shadow[n]
+                if s.device != p.device:
+                    s = self.shadow[n] = s.to(p.device)
+                s.lerp_(p.detach(), 1.0 - self.decay)
+
+    @contextmanager
+    @torch.no_grad()
+    def swapped_in(self, model: nn.Module) -> Iterator[None]:
+        """Temporarily load the EMA weights into ``model``."""
+        backup = {}
+        for n, p in model.named_parameters():
+            if n in self.shadow:
+                backup[n] = p.detach().clone()
+                p.copy_(self.shadow[n])
+        try:
+            yield
+        finally:
+            for n, p in model.named_parameters():
+                if n in backup:
+                    p.copy_(backup[n])
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return dict(self.shadow)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        missing = set(self.shadow) - set(state)
+        if missing:
+            raise KeyError(f"EMA state lacks parameters: {sorted(missing)[:5]}")
+        for n in self.shadow:
+            self.shadow[n] = state[n].clone()

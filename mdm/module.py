@@ -1,0 +1,210 @@
+"""The thin LightningModule: backbone + objective + EMA. No diffusion maths here.
+
+One optimizer step per loader batch (the per-device batch); the batch is split into micro-batches
+and every micro-batch's loss is its *sum* divided by the *global* token count of the step, so gradient
+accumulation and data parallelism reproduce the big-batch gradient exactly (DESIGN.md principle 5).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+
+from mdm.config import Config
+from mdm.derived import Derived, lr_factor
+from mdm.diffusion import Objective, build_objective
+from mdm.models.backbone import Transformer
+from mdm.models.ema import EMA
+from mdm.vocab import Vocab
+
+
+class NonFiniteLossError(FloatingPointError):
+    pass
+
+
+def check_batch(x: torch.Tensor, vocab: Vocab, seq_len: int) -> None:
+    """Token ids must be real tokens (< mask_id) and sequences must fit the context."""
+    if x.shape[-1] > seq_len:
+        raise ValueError(f"batch sequences have length {x.shape[-1]} > model.seq_len={seq_len}")
+    lo, hi = int(x.min()), int(x.max())
+    if lo < 0 or hi >= vocab.mask_id:
+        raise ValueError(
+            f"token id out of range: batch has ids in [{lo}, {hi}] but real tokens are [0, {vocab.mask_id})"
+        )
+
+
+def build_model(cfg: Config, objective: Objective, vocab: Vocab) -> Transformer:
+    return Transformer(cfg.model, vocab.size, causal=objective.causal, time_conditioning=objective.time_conditioned)
+
+
+class LitDiffusion(pl.LightningModule):
+    def __init__(
+        self, cfg: Config, vocab: Vocab, derived: Derived, objective: Objective | None = None, loader_factory=None
+    ):
+        super().__init__()
+        self.loader_factory = loader_factory  # (split, rank, world_size) -> loader
+        self.cfg, self.vocab, self.derived = cfg, vocab, derived
+        self.objective = objective or build_objective(cfg, vocab)
+        self.model = build_model(cfg, self.objective, vocab)
+        self.ema = EMA(self.model, cfg.optim.ema) if cfg.optim.ema > 0 else None
+        self.automatic_optimization = False
+        self.data_state: dict | None = None  # position of the train loader after the last consumed batch
+        self._pending_rng: dict | None = None
+        self.wall_offset = 0.0  # wall seconds of earlier (interrupted) attempts
+        self._val = [0.0, 0.0]
+        self.last_step_stats: dict = {}
+
+    # ---- data: built here because the rank is known only once the strategy is set up ------------------
+    def train_dataloader(self):
+        loader = self.loader_factory("train", self.global_rank, self.trainer.world_size)
+        loader.load_state_dict(self.data_state)  # None on a fresh run; the saved position on resume
+        return loader
+
+    def val_dataloader(self):
+        return self.loader_factory("validation", self.global_rank, self.trainer.world_size)
+
+    # ---- optimisation --------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        o = self.cfg.optim
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            (no_decay if p.dim() < 2 or "embed" in name or "norm" in name else decay).append(p)
+        groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        opt = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps)
+        d = self.derived
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: lr_factor(s, d, o.schedule, o.min_lr_ratio, o.decay_frac)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def training_step(self, batch, batch_idx):
+        started = time.perf_counter()
+        pos = batch.pop("_pos", None)
+        x = batch["input_ids"]
+        check_batch(x, self.vocab, self.cfg.model.seq_len)
+        opt, sched = self.optimizers(), self.lr_schedulers()
+        world, rank = self.trainer.world_size, self.global_rank
+        B = x.shape[0]
+        # Times for the whole global batch at once (stratified), this rank's slice.
+        t_all = self.objective.sample_times(B, x.device, offset=rank * B, total=B * world)
+        count = self.objective.scored_tokens(batch)
+        global_count = self.all_gather(count).sum() if world > 1 else count
+        total = torch.zeros((), device=x.device)
+        m = self.derived.micro_batch
+        for i in range(0, B, m):
+            micro = {k: v[i : i + m] for k, v in batch.items()}
+            out = self.objective.loss(self.model, micro, t_all[i : i + m])
+            self.manual_backward(out.sum * world / global_count)
+            total += out.sum.detach()
+        loss_sum = self.all_gather(total).sum() if world > 1 else total
+        loss = loss_sum / global_count
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"non-finite training loss ({loss.item()}) at step {self.global_step + 1}; "
+                f"the last good checkpoint is kept"
+            )
+        if self.cfg.optim.grad_clip > 0:
+            self.clip_gradients(opt, gradient_clip_val=self.cfg.optim.grad_clip, gradient_clip_algorithm="norm")
+        lr = opt.param_groups[0]["lr"]
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sched.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        if pos is not None:
+            self.data_state = pos
+        self.last_step_stats = {
+            "loss": loss.item(),
+            "lr": lr,
+            "step_time": time.perf_counter() - started,
+            "tokens": B * world * x.shape[1],
+        }
+        self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=B)
+        return loss.detach()
+
+    # ---- validation (EMA weights, fixed-seed noise) ----------------------------------------------------
+    def on_validation_epoch_start(self):
+        self._val = [0.0, 0.0]
+        self._val_gen = torch.Generator(device=self.device).manual_seed(self.cfg.eval.seed)
+        if self.ema is not None:
+            self._ema_ctx = self.ema.swapped_in(self.model)
+            self._ema_ctx.__enter__()
+
+    def validation_step(self, batch, batch_idx):
+        batch.pop("_pos", None)
+        x = batch["input_ids"]
+        check_batch(x, self.vocab, self.cfg.model.seq_len)
+        t = self.objective.sample_times(x.shape[0], x.device, generator=self._val_gen)
+        per_seq = self.objective.sequence_loss(self.model, batch, t, generator=self._val_gen)
+        self._val[0] += per_seq.sum().item()
+        self._val[1] += self.objective.scored_tokens(batch).item()
+
+    def on_validation_epoch_end(self):
+        if self.ema is not None:
+            self._ema_ctx.__exit__(None, None, None)
+        s, n = self._val
+        if self.trainer.world_size > 1:
+            s, n = (self.all_gather(torch.tensor([s, n], dtype=torch.float64, device=self.device)).view(-1, 2).sum(0)).tolist()
+        self.val_loss = s / n if n else float("nan")
+        self.log("val_loss", self.val_loss, prog_bar=True, sync_dist=False)
+
+    # ---- checkpoint extras: EMA, RNG, data position, wall time -----------------------------------------
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["mdm"] = {
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "rng": _rng_state(),
+            "data_state": self.data_state,
+            "wall_s": self.wall_offset + (time.perf_counter() - getattr(self, "_t0", time.perf_counter())),
+            "vocab": vars(self.vocab) if hasattr(self.vocab, "__dict__") else None,
+        }
+
+    def on_load_checkpoint(self, checkpoint):
+        extra = checkpoint.get("mdm")
+        if extra is None:
+            raise ValueError("checkpoint has no 'mdm' section: not written by mdm train")
+        if self.ema is not None and extra["ema"] is not None:
+            self.ema.load_state_dict(extra["ema"])
+        self._pending_rng = extra["rng"]
+        self.data_state = extra["data_state"]
+        self.wall_offset = float(extra["wall_s"])
+
+    def on_train_start(self):
+        self._t0 = time.perf_counter()
+        if self._pending_rng is not None:
+            _set_rng_state(self._pending_rng)
+            self._pending_rng = None
+
+    def wall_seconds(self) -> float:
+        return self.wall_offset + (time.perf_counter() - getattr(self, "_t0", time.perf_counter()))
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(_tuplify(state["python"]))
+    n = state["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), *n[2:]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _tuplify(x):
+    return tuple(_tuplify(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+__all__ = ["LitDiffusion", "NonFiniteLossError", "build_model", "check_batch"]

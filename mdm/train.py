@@ -1,0 +1,281 @@
+"""``mdm train``: build everything from the config, run Lightning's Trainer, keep the run dir honest.
+
+Re-running the same command resumes from ``checkpoints/last.ckpt`` (model, optimizer, scheduler, EMA,
+RNG states, data position); a completed run is skipped. ``summary.json`` is written last, atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from mdm.config import Config, to_yaml
+from mdm.derived import Derived, derive
+from mdm.diffusion import build_objective
+from mdm.flops import count
+from mdm.io import atomic_write_text, read_jsonl
+from mdm.module import LitDiffusion, build_model
+from mdm.rundir import RunDir, git_sha
+from mdm.vocab import Vocab
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+class PositionedLoader:
+    """Wraps a data loader so each batch carries the loader position *after* it (key ``_pos``).
+
+    The module stores the position of the last batch it consumed, which is what a checkpoint must
+    hold (Lightning prefetches batches, so the loader itself is ahead of the training step).
+    """
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+        self._pending: dict | None = None
+
+    def load_state_dict(self, state: dict | None) -> None:
+        self._pending = state
+
+    def __iter__(self):
+        if self._pending is not None:
+            self.inner.load_state_dict(self._pending)
+            self._pending = None
+        for batch in self.inner:
+            batch = dict(batch)
+            batch["_pos"] = self.inner.state_dict()
+            yield batch
+
+
+class RunCallback(pl.Callback):
+    """Writes metrics.jsonl rows and atomic checkpoints (``last.ckpt`` + periodic)."""
+
+    def __init__(self, run: RunDir, cfg: Config, derived: Derived):
+        self.run, self.cfg, self.derived = run, cfg, derived
+        self._last_time: float | None = None
+
+    def _write(self, trainer: pl.Trainer, row: dict) -> None:
+        if trainer.is_global_zero:
+            with open(self.run.metrics, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+    def on_train_start(self, trainer, pl_module):
+        self._last_time = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        now = time.perf_counter()
+        stats = pl_module.last_step_stats
+        step = trainer.global_step
+        dt = now - (self._last_time or now)
+        self._last_time = now
+        self._write(
+            trainer,
+            {
+                "step": step,
+                "tokens": step * self.derived.tokens_per_step,
+                "loss": stats["loss"],
+                "lr": stats["lr"],
+                "tokens_per_s": stats["tokens"] / dt if dt > 0 else None,
+                "wall_s": pl_module.wall_seconds(),
+            },
+        )
+        if step % self.cfg.train.ckpt_every == 0 or step >= self.derived.max_steps:
+            self.save(trainer, step)
+            self._last_time = time.perf_counter()  # do not bill checkpoint I/O to the next step
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        step = trainer.global_step
+        self._write(trainer, {"step": step, "tokens": step * self.derived.tokens_per_step, "val_loss": pl_module.val_loss})
+        self._last_time = time.perf_counter()
+
+    def save(self, trainer: pl.Trainer, step: int) -> None:
+        ckdir = self.run.checkpoints
+        tmp = ckdir / ".last.ckpt.tmp"
+        trainer.save_checkpoint(tmp)
+        if trainer.is_global_zero:
+            if self.cfg.train.keep_periodic:
+                periodic = ckdir / f"step-{step:07d}.ckpt"
+                if periodic.exists():
+                    periodic.unlink()
+                os.link(tmp, periodic)
+            os.replace(tmp, self.run.last_ckpt)
+        trainer.strategy.barrier()
+
+
+def load_checkpoint_safely(path: Path) -> dict:
+    """Load a checkpoint with ``weights_only=True``; a corrupt or truncated file raises CheckpointError naming it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, bad pickle, disallowed global
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or truncated ({type(e).__name__}: {e}). "
+            f"Delete it to restart from an earlier periodic checkpoint or from scratch."
+        ) from e
+
+
+def _precision(cfg: Config) -> str:
+    if cfg.train.precision != "auto":
+        return cfg.train.precision
+    return "bf16-mixed" if torch.cuda.is_available() and cfg.train.accelerator in ("auto", "gpu", "cuda") else "32-true"
+
+
+def _loggers(cfg: Config, run: RunDir):
+    if not cfg.logging.wandb:
+        return False
+    os.environ.setdefault("WANDB_MODE", "offline")  # never asks for a login
+    from lightning.pytorch.loggers import WandbLogger
+
+    return WandbLogger(project=cfg.logging.wandb_project, name=run.name, save_dir=str(run.path), offline=True)
+
+
+def _truncate_metrics(run: RunDir, step: int) -> None:
+    """After a resume from ``step``, drop rows written after that checkpoint (no duplicated rows)."""
+    rows = [r for r in read_jsonl(run.metrics) if r.get("step", 0) <= step]
+    atomic_write_text(run.metrics, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _world_size(cfg: Config) -> int:
+    return max(1, cfg.train.devices) * max(1, cfg.train.num_nodes)
+
+
+def prepare_run(cfg: Config) -> dict[str, Any]:
+    """Everything a run needs that is derived from the config (data, vocab, counts, derived values)."""
+    from mdm.data.datamodule import ensure_prepared
+    from mdm.data.meta import load_meta
+
+    data_dir = ensure_prepared(cfg.data)
+    meta = load_meta(data_dir)
+    vocab = Vocab.from_meta(meta)
+    objective = build_objective(cfg, vocab)
+    with torch.device("meta"):
+        counts = count(build_model(cfg, objective, vocab))
+    derived = derive(cfg, counts, _world_size(cfg))
+    return {"data_dir": data_dir, "meta": meta, "vocab": vocab, "objective": objective, "counts": counts, "derived": derived}
+
+
+def train(cfg: Config) -> dict[str, Any]:
+    """Train (or resume, or skip) the run the config describes; return its summary."""
+    run = RunDir.for_config(cfg)
+    if run.is_complete():
+        print(f"[mdm] {run.path} is complete; skipping (delete summary.json to retrain)")
+        return run.read_summary()
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.checkpoints.mkdir(exist_ok=True)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    p = prepare_run(cfg)
+    vocab, counts, derived = p["vocab"], p["counts"], p["derived"]
+    atomic_write_text(run.config, to_yaml(cfg))
+    print(f"[mdm] run {run.path}")
+    print(f"[mdm] derived: {json.dumps(derived.as_dict())}")
+    print(
+        f"[mdm] params total={counts.params_total:,} non-embedding={counts.params_non_embedding:,} "
+        f"flops/token={counts.flops_per_token:.4g}"
+    )
+    base_summary = {
+        "run_name": run.name,
+        "objective": cfg.objective.name,
+        "family": cfg.objective.name,
+        "data": cfg.data.name,
+        "data_dir": str(p["data_dir"]),
+        "params_total": counts.params_total,
+        "params_non_embedding": counts.params_non_embedding,
+        "params_embedding": counts.params_embedding,
+        "n_matmul": counts.n_matmul,
+        "flops_per_token": counts.flops_per_token,
+        "flop_convention": counts.as_dict()["flop_convention"],
+        "depth": counts.n_layer,
+        "d_model": counts.d_model,
+        "seq_len": counts.seq_len,
+        "derived": derived.as_dict(),
+        "git_sha": git_sha(),
+    }
+
+    ckpt_path = None
+    if run.last_ckpt.exists():
+        ck = load_checkpoint_safely(run.last_ckpt)
+        step = int(ck.get("global_step", 0))
+        del ck
+        _truncate_metrics(run, step)
+        ckpt_path = run.last_ckpt
+        print(f"[mdm] resuming from {run.last_ckpt} (step {step})")
+    elif run.metrics.exists():
+        run.metrics.unlink()  # rows from an attempt that never checkpointed
+
+    pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    module = LitDiffusion(cfg, vocab, derived, objective=p["objective"], loader_factory=loader_factory(cfg, derived))
+    trainer = pl.Trainer(
+        accelerator=cfg.train.accelerator,
+        devices=cfg.train.devices,
+        num_nodes=cfg.train.num_nodes,
+        strategy=cfg.train.strategy,
+        precision=_precision(cfg),
+        max_steps=derived.max_steps,
+        val_check_interval=cfg.train.val_every,
+        check_val_every_n_epoch=None,
+        limit_val_batches=cfg.train.val_batches,
+        num_sanity_val_steps=0,
+        logger=_loggers(cfg, run),
+        callbacks=[RunCallback(run, cfg, derived)],
+        enable_checkpointing=False,
+        enable_progress_bar=cfg.logging.progress_bar,
+        enable_model_summary=False,
+        default_root_dir=str(run.path),
+        use_distributed_sampler=False,
+    )
+    try:
+        trainer.fit(module, ckpt_path=ckpt_path, weights_only=True)
+        trainer.validate(module, verbose=False)
+        val_loss = float(module.val_loss)
+        summary = {
+            **base_summary,
+            "status": "completed",
+            "steps": trainer.global_step,
+            "tokens": trainer.global_step * derived.tokens_per_step,
+            "flops": trainer.global_step * derived.tokens_per_step * counts.flops_per_token,
+            "val_loss": val_loss,
+            "val_ppl_bound": float(torch.tensor(val_loss).exp()),
+            "val_protocol": f"{cfg.train.val_batches} validation batches, EMA weights, eval.seed={cfg.eval.seed}",
+            "wall_s": module.wall_seconds(),
+        }
+    except BaseException as e:
+        if trainer.is_global_zero:
+            run.write_summary(
+                {
+                    **base_summary,
+                    "status": "failed",
+                    "error": f"{type(e).__name__}: {e}",
+                    "traceback": traceback.format_exc(limit=20),
+                    "steps": trainer.global_step,
+                }
+            )
+        raise
+    if trainer.is_global_zero:
+        run.write_summary(summary)
+        print(
+            f"[mdm] done: val_loss={summary['val_loss']:.4f} nats/token, "
+            f"val_ppl_bound={summary['val_ppl_bound']:.2f}, wall={summary['wall_s']:.1f}s"
+        )
+    return summary
+
+
+def loader_factory(cfg: Config, derived: Derived):
+    """(split, rank, world_size) -> loader; train loaders are wrapped to report their position."""
+    from mdm.data.datamodule import build_loader
+
+    def make(split: str, rank: int, world: int):
+        train = split == "train"
+        batch = derived.per_device_batch if train else cfg.eval.batch_size
+        loader = build_loader(cfg.data, split, cfg.model.seq_len, batch, cfg.train.seed, rank, world, train=train)
+        return PositionedLoader(loader) if train else loader
+
+    return make
