@@ -7,6 +7,7 @@ accumulation and data parallelism reproduce the big-batch gradient exactly (DESI
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 
@@ -14,7 +15,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
-from mdm.config import Config
+from mdm.config import Config, to_dict
 from mdm.derived import Derived, lr_factor
 from mdm.diffusion import Objective, build_objective
 from mdm.models.backbone import Transformer
@@ -38,7 +39,7 @@ def check_batch(x: torch.Tensor, vocab: Vocab, seq_len: int) -> None:
 
 
 def build_model(cfg: Config, objective: Objective, vocab: Vocab) -> Transformer:
-    return Transformer(cfg.model, vocab.size, causal=objective.causal, time_conditioning=objective.time_conditioned)
+    return objective.build_model(cfg, vocab)
 
 
 class LitDiffusion(pl.LightningModule):
@@ -72,6 +73,8 @@ class LitDiffusion(pl.LightningModule):
         o = self.cfg.optim
         decay, no_decay = [], []
         for name, p in self.model.named_parameters():
+            if not p.requires_grad:
+                continue
             (no_decay if p.dim() < 2 or "embed" in name or "norm" in name else decay).append(p)
         groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         opt = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps)
@@ -159,7 +162,8 @@ class LitDiffusion(pl.LightningModule):
             "rng": _rng_state(),
             "data_state": self.data_state,
             "wall_s": self.wall_offset + (time.perf_counter() - getattr(self, "_t0", time.perf_counter())),
-            "vocab": vars(self.vocab) if hasattr(self.vocab, "__dict__") else None,
+            "vocab": dataclasses.asdict(self.vocab),
+            "config": to_dict(self.cfg),
         }
 
     def on_load_checkpoint(self, checkpoint):

@@ -58,6 +58,13 @@ class Objective:
         if self.time_conditioned and not self.supports_time_conditioning:
             raise ValueError(f"objective {self.registry_name!r} takes no time conditioning (model.time_conditioning)")
 
+    def build_model(self, cfg: Config, vocab: Vocab):
+        """The network this objective trains: by default the shared backbone. Objectives that wrap it
+        (an extra head, a frozen base model) override this; frozen parts set ``requires_grad=False``."""
+        from mdm.models.backbone import Transformer  # models know nothing of diffusion; we know them
+
+        return Transformer(cfg.model, vocab.size, causal=self.causal, time_conditioning=self.time_conditioned)
+
     # -- pieces shared by the absorbing objectives ---------------------------------------------------
     def sample_times(
         self, n: int, device: torch.device | str, offset: int = 0, total: int | None = None,
