@@ -53,13 +53,22 @@ class Counts:
 
 
 def count(model: nn.Module) -> Counts:
-    """Count the shared backbone (mdm.models.backbone.Transformer) by walking its modules."""
-    total = sum(p.numel() for p in model.parameters())
+    """Count the shared backbone (mdm.models.backbone.Transformer) by walking its modules.
+
+    A wrapper network (an objective's extra head around the backbone) exposes it as ``.backbone``;
+    its own trainable parameters count in the total (and, if Linear, as per-token matmuls).
+    """
+    wrapper = model
+    model = getattr(model, "backbone", model)
+    extra = [p for n, p in wrapper.named_parameters() if p.requires_grad and not n.startswith("backbone.")]
+    extra_total = sum(p.numel() for p in extra) if wrapper is not model else 0
+    extra_matmul = sum(p.numel() for p in extra if p.dim() == 2) if wrapper is not model else 0
+    total = sum(p.numel() for p in model.parameters()) + extra_total
     embed = model.embed.weight
     head = model.head.weight
     params_embedding = embed.numel() + (0 if head is embed else head.numel())
     n_matmul = sum(m.weight.numel() for m in model.blocks.modules() if isinstance(m, nn.Linear) and not _is_cond(m, model))
-    n_matmul += head.numel()
+    n_matmul += head.numel() + extra_matmul
     n_cond = 0
     if model.time_embed is not None:
         n_cond += sum(m.weight.numel() for m in model.time_embed.modules() if isinstance(m, nn.Linear))
