@@ -117,7 +117,7 @@ class LitDiffusion(pl.LightningModule):
         opt.zero_grad(set_to_none=True)
         sched.step()
         if self.ema is not None:
-            self.ema.update(self.model)
+            self.ema.update(self.model, self.global_step)
         if pos is not None:
             self.data_state = pos
         self.last_step_stats = {

@@ -10,20 +10,25 @@ from torch import nn
 
 
 class EMA:
-    """shadow <- decay * shadow + (1 - decay) * param, after each optimizer step."""
+    """shadow <- d * shadow + (1 - d) * param after each optimizer step, d = min(decay, (1 + n) / (10 + n)).
+
+    The warm-up of d (n = updates so far) keeps short runs from validating a model stuck near its
+    initialisation; for long runs d = decay.
+    """
 
     def __init__(self, model: nn.Module, decay: float):
         self.decay = decay
         self.shadow = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, num_updates: int) -> None:
+        d = min(self.decay, (1 + num_updates) / (10 + num_updates))
         for n, p in model.named_parameters():
             if n in self.shadow:
                 s = self.shadow[n]
                 if s.device != p.device:
                     s = self.shadow[n] = s.to(p.device)
-                s.lerp_(p.detach(), 1.0 - self.decay)
+                s.lerp_(p.detach(), 1.0 - d)
 
     @contextmanager
     @torch.no_grad()
