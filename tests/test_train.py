@@ -17,7 +17,8 @@ from mdm.config import load
 from mdm.rundir import RunDir
 from mdm.train import CheckpointError, train
 
-from .conftest import DEBUG_YAML, REPO
+REPO = Path(__file__).resolve().parents[1]
+DEBUG_YAML = REPO / "configs" / "debug.yaml"
 
 
 def _cfg(tmp_path, *extra):
