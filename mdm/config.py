@@ -73,19 +73,31 @@ class EdlmConfig:
 
 @dataclass
 class CcddConfig:
-    """CCDD (coevolutionary continuous-discrete diffusion). Filled in by the CCDD objective."""
+    """CCDD (coevolutionary continuous-discrete diffusion; mdm/diffusion/ccdd.py documents every field).
 
-    encoder: str = "embedding"  # embedding | hidden
-    encoder_run: str | None = None
-    encoder_layer: int = -1
+    Tokens are masked as in MDLM; per-token vectors z0 = standardise(project(f(x0))) from a frozen encoder
+    (a trained run of this project) are noised by a Gaussian process. Loss per token = discrete NELBO
+    term + lambda_cont * MSE of the continuous head (mean over the d_cont dims).
+    """
+
+    encoder: str = "embedding"  # embedding (token embedding table; per-position) | hidden (layer states)
+    encoder_run: str | None = None  # run dir or checkpoint of a trained run of this project
+    encoder_layer: int = -1  # hidden: blocks applied (0 = embeddings, -1 = last block after final norm)
+    encoder_input: str = "clean"  # hidden: clean (x0; leaks masked tokens) | masked (x_t; leak-free)
+    projection: str = "pca"  # pca (top principal components) | truncate (first d_cont coordinates)
     d_cont: int = 32
-    process: str = "vp"  # vp | flow
-    target: str = "eps"  # eps | x0 | velocity
-    time_link: str = "shared"  # shared | independent
+    process: str = "vp"  # vp: z = cos(pi s/2) z0 + sin(pi s/2) eps | flow: z = (1 - s) z0 + s eps
+    target: str = "velocity"  # eps | x0 | velocity (vp: cos*eps - sin*z0; flow: eps - z0)
+    time_link: str = "shared"  # shared (s = t) | independent (s ~ U[t_min, 1]) | power (s = t^time_power)
+    time_power: float = 1.0
+    cont_drop: float = 0.1  # probability per sequence of a z-blind input (s = 1): enables guidance
     lambda_cont: float = 1.0
-    continuous: bool = True
-    stats_file: str | None = None
-    guidance_scale: float = 0.0
+    continuous: bool = True  # false: exactly MDLM on the same backbone
+    bound: str = "discrete"  # what sequence_loss (validation/eval) reports: discrete | z_blind
+    stats_file: str | None = None  # None -> <encoder run>/ccdd_stats/<descriptor>.pt
+    compute_stats: bool = True  # compute missing statistics at the default path (explicit files never)
+    stats_batches: int = 16  # training batches of eval.batch_size sequences used for the statistics
+    guidance_scale: float = 0.0  # sampling: w in log p_c + w (log p_c - log p_blind); 0 = off
 
 
 @dataclass
