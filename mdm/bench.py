@@ -16,6 +16,7 @@ from mdm.config import Config, load
 from mdm.diffusion import build_objective
 from mdm.flops import count
 from mdm.module import build_model
+from mdm.optim import build_optimizer
 from mdm.vocab import Vocab
 
 
@@ -58,7 +59,7 @@ def bench_train_step(
     vocab = Vocab(size=cfg.data.vocab_size + 64, mask_id=cfg.data.vocab_size)
     objective = build_objective(cfg, vocab)
     model = build_model(cfg, objective, vocab).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    opt = build_optimizer(model, cfg.optim)
     B, L = cfg.train.global_batch, cfg.model.seq_len
     x = torch.randint(0, vocab.mask_id, (B, L), device=device)
     batch = {"input_ids": x}

@@ -20,6 +20,7 @@ from mdm.derived import Derived, lr_factor
 from mdm.diffusion import Objective, build_objective
 from mdm.models.backbone import Transformer
 from mdm.models.ema import EMA
+from mdm.optim import build_optimizer
 from mdm.vocab import Vocab
 
 
@@ -71,13 +72,7 @@ class LitDiffusion(pl.LightningModule):
     # ---- optimisation --------------------------------------------------------------------------------
     def configure_optimizers(self):
         o = self.cfg.optim
-        decay, no_decay = [], []
-        for name, p in self.model.named_parameters():
-            if not p.requires_grad:
-                continue
-            (no_decay if p.dim() < 2 or "embed" in name or "norm" in name else decay).append(p)
-        groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        opt = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps)
+        opt = build_optimizer(self.model, o)
         d = self.derived
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: lr_factor(s, d, o.schedule, o.min_lr_ratio, o.decay_frac)

@@ -146,3 +146,13 @@ def test_token_ids_out_of_range_are_refused():
         check_batch(torch.tensor([[0, 17]]), v, 8)
     with pytest.raises(ValueError, match="model.seq_len=8"):
         check_batch(torch.zeros(1, 9, dtype=torch.long), v, 8)
+
+
+def test_gradient_accumulation_matches_the_big_batch(tmp_path):
+    """Micro-batches of 2 accumulate to the same step as one batch of 8 (sums over a global count)."""
+    a = train(_cfg(tmp_path / "a", "train.max_steps=4", "train.micro_batch=8"))
+    b = train(_cfg(tmp_path / "b", "train.max_steps=4", "train.micro_batch=2"))
+    la = _losses(RunDir(Path(tmp_path / "a" / "runs" / a["run_name"])))
+    lb = _losses(RunDir(Path(tmp_path / "b" / "runs" / b["run_name"])))
+    assert la[1] == pytest.approx(lb[1], rel=1e-6)  # same data, same times, same masks, same weights
+    assert [la[k] for k in sorted(la)] == pytest.approx([lb[k] for k in sorted(lb)], rel=1e-4)
