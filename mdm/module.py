@@ -60,6 +60,10 @@ class LitDiffusion(pl.LightningModule):
         self._val = [0.0, 0.0]
         self.last_step_stats: dict = {}
 
+    @property
+    def _fp16(self) -> bool:
+        return self.cfg.train.precision.startswith("16")
+
     # ---- data: built here because the rank is known only once the strategy is set up ------------------
     def train_dataloader(self):
         loader = self.loader_factory("train", self.global_rank, self.trainer.world_size)
@@ -72,7 +76,7 @@ class LitDiffusion(pl.LightningModule):
     # ---- optimisation --------------------------------------------------------------------------------
     def configure_optimizers(self):
         o = self.cfg.optim
-        opt = build_optimizer(self.model, o)
+        opt = build_optimizer(self.model, o, fused=not self._fp16)
         d = self.derived
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: lr_factor(s, d, o.schedule, o.min_lr_ratio, o.decay_frac)
@@ -106,7 +110,10 @@ class LitDiffusion(pl.LightningModule):
                 f"the last good checkpoint is kept"
             )
         if self.cfg.optim.grad_clip > 0:
-            self.clip_gradients(opt, gradient_clip_val=self.cfg.optim.grad_clip, gradient_clip_algorithm="norm")
+            if self._fp16:  # gradients are scaled: let Lightning unscale first
+                self.clip_gradients(opt, gradient_clip_val=self.cfg.optim.grad_clip, gradient_clip_algorithm="norm")
+            else:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
         lr = opt.param_groups[0]["lr"]
         opt.step()
         opt.zero_grad(set_to_none=True)

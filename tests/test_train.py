@@ -156,3 +156,13 @@ def test_gradient_accumulation_matches_the_big_batch(tmp_path):
     lb = _losses(RunDir(Path(tmp_path / "b" / "runs" / b["run_name"])))
     assert la[1] == pytest.approx(lb[1], rel=1e-6)  # same data, same times, same masks, same weights
     assert [la[k] for k in sorted(la)] == pytest.approx([lb[k] for k in sorted(lb)], rel=1e-4)
+
+
+def test_bf16_on_cpu_and_offline_wandb(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_API_KEY", "")
+    cfg = _cfg(tmp_path, "train.max_steps=3", "train.precision=bf16-mixed", "logging.wandb=true")
+    s = train(cfg)
+    assert s["status"] == "completed" and s["val_loss"] == s["val_loss"]  # finite, not NaN
+    run = RunDir.for_config(cfg)
+    assert any(p.name.startswith("offline-run") for p in (run.path / "wandb").iterdir())
