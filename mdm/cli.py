@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "mdm.commands.train",
     "mdm.commands.bench",
     "mdm.commands.demo",
+    "mdm.commands.sweep",
     "mdm.data.cli",
 ]
 

@@ -61,14 +61,16 @@ class ScheduleConfig:
 
 @dataclass
 class EdlmConfig:
-    """EDLM (energy-based residual diffusion). Filled in by the EDLM objective."""
+    """EDLM (energy-based residual diffusion; mdm/diffusion/edlm.py). ``objective.name`` picks the energy:
+    ``edlm_nce`` (a trained energy network) or ``edlm_ar`` (an AR model's likelihood; nothing to train)."""
 
-    base_run: str | None = None  # run dir or checkpoint of the base MDLM/RADD model
-    ar_run: str | None = None  # run dir or checkpoint of the AR model (AR energy)
-    energy: str = "nce"  # nce | ar
-    num_candidates: int = 16  # k importance samples per step
-    window: float = 0.8  # importance sampling applied for t >= 1 - window ... see edlm docs
-    nce_negatives_per_positive: int = 1
+    base_run: str | None = None  # run dir or checkpoint of the base masked diffusion model (mdlm | radd)
+    ar_run: str | None = None  # edlm_ar: run dir or checkpoint of the AR model (same tokenizer)
+    num_candidates: int = 16  # k candidates x0 ~ mu_theta(.|x_t) per importance-sampling step
+    window: float = 0.2  # importance sampling at steps starting at t in (1 - window, 1]; 1 = every step
+    nce_negatives_per_positive: int = 1  # edlm_nce: denoiser samples per real sequence (NCE noise ratio)
+    bound_samples: int = 16  # likelihood: IS samples per estimate of log Z and of a revealed-subset marginal
+    bound_steps: int = 128  # likelihood: discretisation (steps) of the process whose NELBO is reported
 
 
 @dataclass
@@ -138,6 +140,7 @@ class DataConfig:
     add_bos: bool = False  # prepend BOS / append EOS to each block
     dtype: str = "auto"  # shard dtype: auto (uint16 when the vocabulary fits) | uint16 | uint32
     on_bad_file: str = "skip"  # empty / non-UTF-8 input file: skip (warn, naming it) | error
+    books_sources: str = "auto"  # books: auto (Debian packages when apt can fetch them) | pypi | all
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 

@@ -21,7 +21,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-FLOP_CONVENTION = "6*N_matmul + 12*n_layer*d_model*T per token (PaLM App. B; head included; no causal halving)"
+FLOP_CONVENTION = (
+    "6*N_matmul + 12*n_layer*d_model*T per token (PaLM App. B; head included; no causal halving)"
+)
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,11 @@ class Counts:
 
     @property
     def forward_flops_per_token(self) -> float:
-        return 2 * self.n_matmul + 4 * self.n_layer * self.d_model * self.seq_len + 2 * self.n_cond / self.seq_len
+        return (
+            2 * self.n_matmul
+            + 4 * self.n_layer * self.d_model * self.seq_len
+            + 2 * self.n_cond / self.seq_len
+        )
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -67,7 +73,11 @@ def count(model: nn.Module) -> Counts:
     embed = model.embed.weight
     head = model.head.weight
     params_embedding = embed.numel() + (0 if head is embed else head.numel())
-    n_matmul = sum(m.weight.numel() for m in model.blocks.modules() if isinstance(m, nn.Linear) and not _is_cond(m, model))
+    n_matmul = sum(
+        m.weight.numel()
+        for m in model.blocks.modules()
+        if isinstance(m, nn.Linear) and not _is_cond(m, model)
+    )
     n_matmul += head.numel() + extra_matmul
     n_cond = 0
     if model.time_embed is not None:

@@ -50,7 +50,9 @@ def load_run(path: str | Path, device: str | torch.device = "cpu", ema: bool = T
     ck = load_checkpoint_safely(ck_path)
     extra = ck.get("mdm") or {}
     if "config" not in extra or "vocab" not in extra:
-        raise ValueError(f"checkpoint {ck_path} lacks the mdm config/vocab section (not written by mdm train?)")
+        raise ValueError(
+            f"checkpoint {ck_path} lacks the mdm config/vocab section (not written by mdm train?)"
+        )
     cfg = from_dict(extra["config"])
     vocab = Vocab(**extra["vocab"])
     objective = build_objective(cfg, vocab)

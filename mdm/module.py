@@ -45,7 +45,12 @@ def build_model(cfg: Config, objective: Objective, vocab: Vocab) -> Transformer:
 
 class LitDiffusion(pl.LightningModule):
     def __init__(
-        self, cfg: Config, vocab: Vocab, derived: Derived, objective: Objective | None = None, loader_factory=None
+        self,
+        cfg: Config,
+        vocab: Vocab,
+        derived: Derived,
+        objective: Objective | None = None,
+        loader_factory=None,
     ):
         super().__init__()
         self.loader_factory = loader_factory  # (split, rank, world_size) -> loader
@@ -111,7 +116,9 @@ class LitDiffusion(pl.LightningModule):
             )
         if self.cfg.optim.grad_clip > 0:
             if self._fp16:  # gradients are scaled: let Lightning unscale first
-                self.clip_gradients(opt, gradient_clip_val=self.cfg.optim.grad_clip, gradient_clip_algorithm="norm")
+                self.clip_gradients(
+                    opt, gradient_clip_val=self.cfg.optim.grad_clip, gradient_clip_algorithm="norm"
+                )
             else:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
         lr = opt.param_groups[0]["lr"]
@@ -153,7 +160,11 @@ class LitDiffusion(pl.LightningModule):
             self._ema_ctx.__exit__(None, None, None)
         s, n = self._val
         if self.trainer.world_size > 1:
-            s, n = (self.all_gather(torch.tensor([s, n], dtype=torch.float64, device=self.device)).view(-1, 2).sum(0)).tolist()
+            s, n = (
+                self.all_gather(torch.tensor([s, n], dtype=torch.float64, device=self.device))
+                .view(-1, 2)
+                .sum(0)
+            ).tolist()
         self.val_loss = s / n if n else float("nan")
         self.log("val_loss", self.val_loss, prog_bar=True, sync_dist=False)
 

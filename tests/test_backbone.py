@@ -5,7 +5,16 @@ from mdm.models.backbone import Transformer, resolve_dims
 
 
 def tiny(**kw):
-    cfg = load([], ["model.depth=2", "model.aspect_ratio=32", "model.head_dim=16", "model.seq_len=16", "model.cond_dim=16"])
+    cfg = load(
+        [],
+        [
+            "model.depth=2",
+            "model.aspect_ratio=32",
+            "model.head_dim=16",
+            "model.seq_len=16",
+            "model.cond_dim=16",
+        ],
+    )
     for k, v in kw.items():
         setattr(cfg.model, k, v)
     return cfg.model

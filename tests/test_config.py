@@ -60,7 +60,9 @@ def test_exactly_one_budget():
 
 
 def test_derived_values():
-    cfg = load([], ["train.max_steps=null", "train.tokens=1000000", "train.global_batch=32", "train.micro_batch=8"])
+    cfg = load(
+        [], ["train.max_steps=null", "train.tokens=1000000", "train.global_batch=32", "train.micro_batch=8"]
+    )
     c = count_config(cfg.model, 4160)
     d = derive(cfg, c, world_size=2)
     assert d.per_device_batch == 16 and d.micro_batch == 8 and d.grad_accum == 2

@@ -23,7 +23,9 @@ def test_training_flops_match_flop_counter(causal, tied):
 
 
 def test_time_conditioning_share_per_token():
-    cfg = load([], ["model.depth=2", "model.d_model=64", "model.n_heads=2", "model.seq_len=32", "model.cond_dim=32"]).model
+    cfg = load(
+        [], ["model.depth=2", "model.d_model=64", "model.n_heads=2", "model.seq_len=32", "model.cond_dim=32"]
+    ).model
     m = Transformer(cfg, 128, time_conditioning=True)
     c = count(m)
     x = torch.randint(0, 128, (2, 32))

@@ -34,8 +34,19 @@ def test_run_dir_contract(tmp_path):
     s = train(cfg)
     run = RunDir.for_config(cfg)
     assert run.config.exists() and run.last_ckpt.exists() and (run.checkpoints / "step-0000003.ckpt").exists()
-    for key in ("status", "objective", "params_total", "params_non_embedding", "flops_per_token", "tokens",
-                "flops", "val_loss", "val_ppl_bound", "wall_s", "git_sha"):
+    for key in (
+        "status",
+        "objective",
+        "params_total",
+        "params_non_embedding",
+        "flops_per_token",
+        "tokens",
+        "flops",
+        "val_loss",
+        "val_ppl_bound",
+        "wall_s",
+        "git_sha",
+    ):
         assert key in s, key
     assert s["status"] == "completed" and s["tokens"] == 6 * 8 * 32
     assert s["flops"] == pytest.approx(s["tokens"] * s["flops_per_token"])
@@ -58,7 +69,15 @@ def test_ar_trains_and_counts_causal_tokens(tmp_path):
 
 
 def _train_cmd(tmp_path, *extra):
-    return [sys.executable, "-m", "mdm", "train", str(DEBUG_YAML), f"train.runs_dir={tmp_path / 'runs'}", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "mdm",
+        "train",
+        str(DEBUG_YAML),
+        f"train.runs_dir={tmp_path / 'runs'}",
+        *extra,
+    ]
 
 
 def test_sigkill_resume_is_bit_exact(tmp_path):
@@ -71,8 +90,9 @@ def test_sigkill_resume_is_bit_exact(tmp_path):
 
     cfg = load([DEBUG_YAML], [f"train.runs_dir={tmp_path / 'runs'}", *common])
     run = RunDir.for_config(cfg)
-    proc = subprocess.Popen(_train_cmd(tmp_path, *common), env=env, cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _train_cmd(tmp_path, *common), env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         if max(_losses(run), default=0) >= 10:  # past the step-8 checkpoint, before the end
@@ -94,7 +114,9 @@ def test_sigkill_resume_is_bit_exact(tmp_path):
 
 
 def test_missing_data_is_a_clear_error(tmp_path):
-    cfg = _cfg(tmp_path, f"data.dir={tmp_path / 'nowhere'}", "data.name=files", f"data.path={tmp_path / 'none*.txt'}")
+    cfg = _cfg(
+        tmp_path, f"data.dir={tmp_path / 'nowhere'}", "data.name=files", f"data.path={tmp_path / 'none*.txt'}"
+    )
     with pytest.raises(Exception, match="none"):
         train(cfg)
     assert not RunDir.for_config(cfg).is_complete()

@@ -9,7 +9,9 @@ from mdm.config import Config, load
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "config", nargs="*", metavar="CONFIG_OR_KEY=VALUE",
+        "config",
+        nargs="*",
+        metavar="CONFIG_OR_KEY=VALUE",
         help="YAML files (deltas over the defaults, applied in order) then key=value overrides",
     )
 

@@ -25,7 +25,11 @@ class LossOut:
 
 
 def stratified_times(
-    n: int, t_min: float, device: torch.device | str = "cpu", offset: int = 0, total: int | None = None,
+    n: int,
+    t_min: float,
+    device: torch.device | str = "cpu",
+    offset: int = 0,
+    total: int | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """t_i = t_min + (1 - t_min) ((u + i/total) mod 1) for i = offset .. offset+n-1 (MDLM's antithetic sampling).
@@ -56,7 +60,9 @@ class Objective:
         tc = cfg.model.time_conditioning
         self.time_conditioned = self.default_time_conditioning if tc is None else tc
         if self.time_conditioned and not self.supports_time_conditioning:
-            raise ValueError(f"objective {self.registry_name!r} takes no time conditioning (model.time_conditioning)")
+            raise ValueError(
+                f"objective {self.registry_name!r} takes no time conditioning (model.time_conditioning)"
+            )
 
     def build_model(self, cfg: Config, vocab: Vocab):
         """The network this objective trains: by default the shared backbone. Objectives that wrap it
@@ -67,7 +73,11 @@ class Objective:
 
     # -- pieces shared by the absorbing objectives ---------------------------------------------------
     def sample_times(
-        self, n: int, device: torch.device | str, offset: int = 0, total: int | None = None,
+        self,
+        n: int,
+        device: torch.device | str,
+        offset: int = 0,
+        total: int | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         if self.ocfg.antithetic:
@@ -80,7 +90,10 @@ class Objective:
         return self.schedule.total_noise(t) if self.time_conditioned else None
 
     def mask_tokens(
-        self, x: torch.Tensor, t: torch.Tensor, valid: torch.Tensor | None = None,
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        valid: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Absorbing forward process q(z_t | x): mask each token with probability 1 - alpha_t.

@@ -26,7 +26,9 @@ class MDLM(Objective):
         logp = self.clean_log_probs(model(z, self.sigma_input(t), **kw))  # (B, L, V)
         unmasked = z != self.vocab.mask_id
         if unmasked.any():
-            carry = torch.full_like(logp, float("-inf")).scatter_(-1, z.unsqueeze(-1).clamp(max=logp.shape[-1] - 1), 0.0)
+            carry = torch.full_like(logp, float("-inf")).scatter_(
+                -1, z.unsqueeze(-1).clamp(max=logp.shape[-1] - 1), 0.0
+            )
             logp = torch.where(unmasked.unsqueeze(-1), carry, logp)
         return logp
 

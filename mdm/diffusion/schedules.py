@@ -60,7 +60,9 @@ class Geometric(Schedule):
 
     def __init__(self, sigma_min: float = 1e-4, sigma_max: float = 20.0):
         if not 0 < sigma_min < sigma_max:
-            raise ValueError(f"need 0 < schedule.sigma_min < schedule.sigma_max, got {sigma_min}, {sigma_max}")
+            raise ValueError(
+                f"need 0 < schedule.sigma_min < schedule.sigma_max, got {sigma_min}, {sigma_max}"
+            )
         self.sigma_min, self.sigma_max = sigma_min, sigma_max
         self.log_ratio = math.log(sigma_max / sigma_min)
 

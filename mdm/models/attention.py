@@ -24,7 +24,9 @@ class SelfAttention(nn.Module):
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
         if backend == "flash" and flash_attn_func is None:
-            raise RuntimeError("model.attn_backend=flash but flash-attn is not installed (pip install '.[gpu]')")
+            raise RuntimeError(
+                "model.attn_backend=flash but flash-attn is not installed (pip install '.[gpu]')"
+            )
         self.n_heads, self.causal, self.backend = n_heads, causal, backend
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.proj = nn.Linear(d_model, d_model, bias=False)
@@ -45,7 +47,9 @@ class SelfAttention(nn.Module):
         q, k, v = self.qkv(x).view(B, L, 3, self.n_heads, D // self.n_heads).unbind(2)  # (B, L, H, Dh)
         q, k = self.rotary(q.transpose(1, 2)), self.rotary(k.transpose(1, 2))  # (B, H, L, Dh)
         if self._use_flash(x, key_mask):
-            out = flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v, causal=self.causal)  # (B, L, H, Dh)
+            out = flash_attn_func(
+                q.transpose(1, 2), k.transpose(1, 2), v, causal=self.causal
+            )  # (B, L, H, Dh)
         else:
             mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, L)
             if mask is not None and self.causal:

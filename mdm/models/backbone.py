@@ -51,7 +51,9 @@ class Block(nn.Module):
         self.attn = SelfAttention(D, dims.n_heads, causal, rotary, cfg.attn_backend)
         self.norm2 = nn.LayerNorm(D, eps=cfg.norm_eps, bias=False)
         self.mlp = nn.Sequential(
-            nn.Linear(D, dims.d_mlp, bias=False), nn.GELU(approximate="tanh"), nn.Linear(dims.d_mlp, D, bias=False)
+            nn.Linear(D, dims.d_mlp, bias=False),
+            nn.GELU(approximate="tanh"),
+            nn.Linear(dims.d_mlp, D, bias=False),
         )
         self.drop = nn.Dropout(cfg.dropout)
         self.ada = AdaLN(cfg.cond_dim, D, 6) if cond else None
@@ -68,15 +70,24 @@ class Block(nn.Module):
 class Transformer(nn.Module):
     """tokens (B, L) [+ sigma (B,)] [+ extra (B, L, D)] -> logits (B, L, V)."""
 
-    def __init__(self, cfg: ModelConfig, vocab_size: int, causal: bool = False, time_conditioning: bool = False):
+    def __init__(
+        self, cfg: ModelConfig, vocab_size: int, causal: bool = False, time_conditioning: bool = False
+    ):
         super().__init__()
-        self.cfg, self.vocab_size, self.causal, self.time_conditioning = cfg, vocab_size, causal, time_conditioning
+        self.cfg, self.vocab_size, self.causal, self.time_conditioning = (
+            cfg,
+            vocab_size,
+            causal,
+            time_conditioning,
+        )
         self.dims = dims = resolve_dims(cfg)
         D = dims.d_model
         self.embed = nn.Embedding(vocab_size, D)
         rotary = Rotary(D // dims.n_heads, dims.seq_len, cfg.rope_base)
         self.time_embed = TimeEmbedding(cfg.cond_dim) if time_conditioning else None
-        self.blocks = nn.ModuleList(Block(dims, causal, rotary, cfg, time_conditioning) for _ in range(dims.depth))
+        self.blocks = nn.ModuleList(
+            Block(dims, causal, rotary, cfg, time_conditioning) for _ in range(dims.depth)
+        )
         self.norm_f = nn.LayerNorm(D, eps=cfg.norm_eps, bias=False)
         self.ada_f = AdaLN(cfg.cond_dim, D, 2) if time_conditioning else None
         self.head = nn.Linear(D, vocab_size, bias=False)
@@ -89,7 +100,11 @@ class Transformer(nn.Module):
         for name, p in self.named_parameters():
             if "ada" in name or "norm" in name or p.dim() < 2:
                 continue  # adaLN stays zero; norms stay one; biases stay as built
-            s = std / math.sqrt(2 * self.dims.depth) if name.endswith(("attn.proj.weight", "mlp.2.weight")) else std
+            s = (
+                std / math.sqrt(2 * self.dims.depth)
+                if name.endswith(("attn.proj.weight", "mlp.2.weight"))
+                else std
+            )
             nn.init.normal_(p, mean=0.0, std=s)
 
     def forward(
@@ -104,7 +119,9 @@ class Transformer(nn.Module):
         extra: (B, L, D) added to the token embeddings; key_mask: (B, L) True where attendable."""
         B, L = x.shape
         if L > self.dims.seq_len:
-            raise ValueError(f"sequence length {L} exceeds the model context model.seq_len={self.dims.seq_len}")
+            raise ValueError(
+                f"sequence length {L} exceeds the model context model.seq_len={self.dims.seq_len}"
+            )
         if (sigma is None) == self.time_conditioning:
             need = "needs" if self.time_conditioning else "takes no"
             raise ValueError(f"this backbone {need} a noise level sigma")

@@ -15,7 +15,9 @@ from torch import nn
 def sinusoidal(sigma: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """(B,) -> (B, dim) sinusoidal features of a scalar noise level."""
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=sigma.device, dtype=torch.float32) / half)
+    freqs = torch.exp(
+        -math.log(max_period) * torch.arange(half, device=sigma.device, dtype=torch.float32) / half
+    )
     args = sigma.float()[:, None] * freqs[None]
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
