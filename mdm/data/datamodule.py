@@ -69,16 +69,16 @@ def data_key(cfg: Any) -> str:
         key = f"{cfg.name}-{cfg.tokenizer}"
         if cfg.tokenizer == "bpe":
             key += str(cfg.vocab_size)
-        if cfg.name == "files":
-            if not cfg.path:
-                raise DataError(
-                    "data.name=files needs data.path (a directory or glob of .txt/.jsonl/.parquet)"
-                )
+        if cfg.name == "files" and not cfg.path:
+            raise DataError("data.name=files needs data.path (a directory or glob of .txt/.jsonl/.parquet)")
+        if cfg.path and cfg.name not in ("books", "synthetic"):
             key += "-" + hashlib.sha1(str(Path(cfg.path).expanduser().resolve()).encode()).hexdigest()[:10]
     if getattr(cfg, "dtype", "auto") != "auto":
         key += f"-{cfg.dtype}"
     if getattr(cfg, "on_bad_file", "skip") != "skip" and cfg.name != "synthetic":
         key += f"-{cfg.on_bad_file}"
+    if cfg.name == "books" and getattr(cfg, "books_sources", "auto") != "auto":
+        key += f"-{cfg.books_sources}"
     return key
 
 

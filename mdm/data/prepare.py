@@ -22,7 +22,7 @@ from mdm.data.meta import META_FILE, DataError, DataMeta, load_meta
 from mdm.data.sources import get_source
 
 # DataConfig fields that shape the shards (the loader-time options wrap/add_bos are not among them).
-SHARD_FIELDS = ("name", "tokenizer", "vocab_size", "path", "dtype", "on_bad_file")
+SHARD_FIELDS = ("name", "tokenizer", "vocab_size", "path", "dtype", "on_bad_file", "books_sources")
 
 
 def is_complete(data_dir: Path) -> bool:
@@ -38,8 +38,10 @@ def cfg_record(cfg: Any) -> dict[str, Any]:
             rec.pop(k, None)
     elif cfg.tokenizer != "bpe":
         rec.pop("vocab_size", None)
-    if cfg.name != "files":
+    if cfg.name in ("books", "synthetic"):
         rec.pop("path", None)
+    if cfg.name != "books":
+        rec.pop("books_sources", None)
     return rec
 
 

