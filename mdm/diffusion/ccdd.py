@@ -1,0 +1,302 @@
+"""CCDD: coevolutionary continuous-discrete diffusion on the shared backbone (MATH.md, "CCDD").
+
+Joint forward process over tokens x and per-token vectors z0 = f(x0) in R^{L x d_c} (a frozen encoder
+of a trained run, standardised per dimension; mdm/diffusion/encoders.py):
+
+* tokens: the absorbing process of MDLM at time t (each token masked with probability 1 - alpha_t);
+* vectors, at a linked time s = link(t):
+  - ``vp``:   z_s = a_s z0 + b_s eps, a_s = cos(pi s / 2), b_s = sin(pi s / 2)  (a^2 + b^2 = 1, a_1 = 0);
+  - ``flow``: z_s = (1 - s) z0 + s eps  (rectified flow);
+  with eps ~ N(0, I) and ``time_link``: ``shared`` (s = t), ``power`` (s = t^gamma), ``independent``
+  (s ~ U[t_min, 1], drawn separately). With probability ``cont_drop`` a sequence gets s = 1 (z = pure
+  noise: a "z-blind" input), which trains the unconditional prediction used by guidance.
+
+One network (mdm/models/ccdd.py): token logits and a continuous output from one stream. Continuous target:
+``eps``; ``x0`` (z0); ``velocity``: vp: v = a eps - b z0 (Salimans & Ho 2022), flow: v = eps - z0 = dz/ds.
+
+Loss of one sequence (summed over tokens; divided by the global token count by the caller):
+
+    L(x) = -alpha'_t / (1 - alpha_t) sum_{l masked} -log p_theta(x^l | x_t, z_s)          [discrete]
+           + lambda_c sum_{l valid} (1/d_c) || out_theta(x_t, z_s)^l - target^l ||^2       [continuous]
+
+The continuous term is an unweighted MSE (an auxiliary objective, not a likelihood term).
+
+What the reported perplexity bound measures (``objective.ccdd.bound``; :meth:`CCDD.sequence_loss`):
+
+* ``discrete`` (default): the discrete term above with z_s drawn from the forward process, as trained.
+  It is the discrete part of the joint NELBO of (x0, z0). It is NOT an upper bound on -log p(x) when z_s
+  carries information about masked tokens -- which it does for every encoder except ``hidden`` with
+  ``encoder_input=masked`` (an embedding encoder's z_s^l is a noisy copy of E[x0^l]) -- so it can fall
+  below the data entropy. Labelled "discrete term of the joint NELBO" wherever it is printed.
+* ``z_blind``: the same term with the continuous input at s = 1 (z = fresh noise, independent of x0).
+  The denoiser then sees nothing beyond x_t (plus independent noise), and by convexity of the KL in its
+  second argument the estimate is an upper bound on -log p(x) of the model whose transitions average
+  over that noise: a perplexity bound comparable with MDLM's.
+
+With ``continuous=false`` the network is the backbone alone and every number equals MDLM's exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+from mdm.config import Config, ConfigError
+from mdm.diffusion.base import LossOut
+from mdm.diffusion.encoders import (
+    FrozenEncoder,
+    default_stats_path,
+    fit_statistics,
+    load_frozen_encoder,
+    load_statistics,
+    save_statistics,
+)
+from mdm.diffusion.mdlm import MDLM
+from mdm.diffusion.registry import register_objective
+from mdm.vocab import Vocab
+
+PROCESSES = ("vp", "flow")
+TARGETS = ("eps", "x0", "velocity")
+TIME_LINKS = ("shared", "independent", "power")
+BOUNDS = ("discrete", "z_blind")
+_MIN_COEF = 1e-4  # floor of a denominator when converting an eps/x0 prediction at a degenerate level
+
+
+def _choice(key: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ConfigError(f"objective.ccdd.{key}={value!r} is not valid; choose one of: {', '.join(valid)}")
+
+
+@register_objective("ccdd")
+class CCDD(MDLM):
+    causal = False
+    default_time_conditioning = False
+
+    def __init__(self, cfg: Config, vocab: Vocab):
+        super().__init__(cfg, vocab)
+        c = self.ccfg = cfg.objective.ccdd
+        _choice("process", c.process, PROCESSES)
+        _choice("target", c.target, TARGETS)
+        _choice("time_link", c.time_link, TIME_LINKS)
+        _choice("bound", c.bound, BOUNDS)
+        _choice("encoder", c.encoder, ("embedding", "hidden"))
+        _choice("encoder_input", c.encoder_input, ("clean", "masked"))
+        _choice("projection", c.projection, ("pca", "truncate"))
+        if c.d_cont <= 0:
+            raise ConfigError(f"objective.ccdd.d_cont must be positive, got {c.d_cont}")
+        if c.lambda_cont < 0:
+            raise ConfigError(f"objective.ccdd.lambda_cont must be >= 0, got {c.lambda_cont}")
+        if not 0 <= c.cont_drop < 1:
+            raise ConfigError(f"objective.ccdd.cont_drop must be in [0, 1), got {c.cont_drop}")
+        if c.time_power <= 0:
+            raise ConfigError(f"objective.ccdd.time_power must be positive, got {c.time_power}")
+        if c.stats_batches <= 0:
+            raise ConfigError(f"objective.ccdd.stats_batches must be positive, got {c.stats_batches}")
+        self.continuous = c.continuous
+        self.d_cont = c.d_cont if c.continuous else 0
+        self._encoder: FrozenEncoder | None = None
+
+    def build_model(self, cfg: Config, vocab: Vocab):
+        """The shared backbone wrapped with the z input and the continuous head (none when continuous=false)."""
+        from mdm.models.ccdd import CoevolutionNet
+
+        return CoevolutionNet(super().build_model(cfg, vocab), self.d_cont)
+
+    # -- the Gaussian process on z --------------------------------------------------------------------
+    def coefficients(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(a_s, b_s) with z_s = a_s z0 + b_s eps; s (B,) -> two (B,) tensors. a_1 = 0 exactly."""
+        s = s.float()
+        if self.ccfg.process == "vp":
+            a = torch.where(s >= 1, torch.zeros_like(s), torch.cos(0.5 * math.pi * s))
+            return a, torch.sin(0.5 * math.pi * s)
+        return 1 - s, s
+
+    def noise(self, z0: torch.Tensor, s: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """z_s = a_s z0 + b_s eps. z0, eps: (B, L, d); s: (B,)."""
+        a, b = self.coefficients(s)
+        return a[:, None, None] * z0 + b[:, None, None] * eps
+
+    def target(self, z0: torch.Tensor, eps: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """What the continuous head regresses: eps, z0 or the velocity (see the module docstring)."""
+        if self.ccfg.target == "eps":
+            return eps
+        if self.ccfg.target == "x0":
+            return z0
+        if self.ccfg.process == "flow":
+            return eps - z0
+        a, b = self.coefficients(s)
+        return a[:, None, None] * eps - b[:, None, None] * z0
+
+    def predictions(
+        self, out: torch.Tensor, z: torch.Tensor, s: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z0_hat, eps_hat) from the head output ``out`` at z_s (all (B, L, d)); inverts :meth:`target`."""
+        a, b = (c[:, None, None] for c in self.coefficients(s))
+        tgt = self.ccfg.target
+        if tgt == "velocity":
+            if self.ccfg.process == "vp":  # a^2 + b^2 = 1: z0 = a z - b v, eps = b z + a v
+                return a * z - b * out, b * z + a * out
+            return z - b * out, z + a * out  # flow: z0 = z - s v, eps = z + (1 - s) v
+        if tgt == "eps":
+            return (z - b * out) / a.clamp_min(_MIN_COEF), out
+        return out, (z - a * out) / b.clamp_min(_MIN_COEF)
+
+    def link(self, t: torch.Tensor) -> torch.Tensor:
+        """The deterministic continuous time at token time t: shared/independent -> t, power -> t^gamma."""
+        return t.pow(self.ccfg.time_power) if self.ccfg.time_link == "power" else t
+
+    def continuous_times(self, t: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """s (B,) for training: the link rule, then s = 1 for a ``cont_drop`` fraction of sequences."""
+        c = self.ccfg
+        if c.time_link == "independent":
+            u = torch.rand(t.shape, device=t.device, generator=generator)
+            s = self.ocfg.t_min + (1 - self.ocfg.t_min) * u
+        else:
+            s = self.link(t)
+        if c.cont_drop > 0:
+            drop = torch.rand(t.shape, device=t.device, generator=generator) < c.cont_drop
+            s = torch.where(drop, torch.ones_like(s), s)
+        return s.float()
+
+    # -- the frozen encoder -------------------------------------------------------------------------------
+    def encoder(self, device: torch.device | str = "cpu") -> FrozenEncoder:
+        """The frozen encoder with its statistics, loaded on first use (computed if absent and allowed)."""
+        if self._encoder is None:
+            self._encoder = self._load_encoder()
+        if self._encoder.mean.device != torch.device(device):
+            self._encoder.to(device)
+        return self._encoder
+
+    def _load_encoder(self) -> FrozenEncoder:
+        from mdm.data.datamodule import data_key
+
+        c, cfg = self.ccfg, self.cfg
+        enc, run_dir = load_frozen_encoder(
+            c.encoder,
+            c.encoder_run,
+            c.encoder_layer,
+            c.encoder_input,
+            c.projection,
+            c.d_cont,
+            self.vocab,
+            cfg.model.seq_len,
+            data_key(cfg.data),
+        )
+        path = default_stats_path(enc.spec, run_dir) if c.stats_file is None else Path(c.stats_file)
+        if not path.is_file():
+            if c.stats_file is not None:
+                raise FileNotFoundError(
+                    f"objective.ccdd.stats_file={c.stats_file!r} does not exist; unset it to compute the statistics "
+                    f"beside the encoder run (objective.ccdd.compute_stats=true), or write them with CCDD.compute_statistics"
+                )
+            if not c.compute_stats:
+                raise FileNotFoundError(
+                    f"CCDD encoder statistics {path} do not exist and objective.ccdd.compute_stats=false"
+                )
+            self.compute_statistics(enc, path)
+        enc.set_statistics(load_statistics(path), str(path))
+        return enc
+
+    def compute_statistics(self, enc: FrozenEncoder, path) -> None:
+        """Fit mean/projection on the first ``stats_batches`` training batches (in order) and store them."""
+        from mdm.data.datamodule import build_loader
+
+        cfg, c = self.cfg, self.ccfg
+        loader = build_loader(
+            cfg.data, "train", cfg.model.seq_len, cfg.eval.batch_size, seed=0, train=False, progress=False
+        )
+        gen = torch.Generator().manual_seed(0)
+
+        def batches():
+            for i, batch in enumerate(loader):
+                if i >= c.stats_batches:
+                    break
+                x, valid = batch["input_ids"], batch.get("attention_mask")
+                if c.encoder_input == "masked":
+                    t = self.ocfg.t_min + (1 - self.ocfg.t_min) * torch.rand(x.shape[0], generator=gen)
+                    x_t, _ = self.mask_tokens(x, t, valid, gen)
+                    yield enc.features(x_t, t, valid), valid
+                else:
+                    yield enc.features(x, None, valid), valid
+
+        stats = fit_statistics(batches(), c.projection, c.d_cont)
+        save_statistics(
+            path, stats, enc.spec, {"stats_batches": c.stats_batches, "batch_size": cfg.eval.batch_size}
+        )
+        print(f"[mdm] ccdd: encoder statistics from {int(stats['tokens'])} tokens -> {path}", file=sys.stderr)
+        if int(stats["rank"]) < c.d_cont:
+            print(
+                f"[mdm] ccdd: warning: the features have rank {int(stats['rank'])} < objective.ccdd.d_cont={c.d_cont} "
+                f"on these tokens; the other {c.d_cont - int(stats['rank'])} dimensions of z0 are zero",
+                file=sys.stderr,
+            )
+
+    def encode(
+        self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, valid: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """z0 (B, L, d_c) of clean tokens x0 (or of x_t for the leak-free ``encoder_input=masked``)."""
+        return self.encoder(x0.device)(x0, x_t, t, valid)
+
+    # -- losses -----------------------------------------------------------------------------------------------
+    def terms(
+        self,
+        model,
+        batch: dict[str, torch.Tensor],
+        t: torch.Tensor,
+        generator: torch.Generator | None = None,
+        blind: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(discrete term (B,), summed per-token continuous MSE (B,), continuous token count ()).
+
+        Random draws in order: masks (exactly as MDLM's), the continuous times, eps. ``blind``: s = 1 for
+        every sequence (no encoder call; the MSE is then not computed and returned as zeros).
+        """
+        x = batch["input_ids"]  # (B, L)
+        valid = batch.get("attention_mask")
+        z_tok, masked = self.mask_tokens(x, t, valid, generator)  # (B, L)
+        s = torch.ones_like(t) if blind else self.continuous_times(t, generator)  # (B,)
+        eps = torch.randn(*x.shape, self.d_cont, device=x.device, generator=generator)  # (B, L, d)
+        if blind:
+            z0, zs = None, eps
+        else:
+            z0 = self.encode(x, z_tok, t, valid)  # (B, L, d)
+            zs = self.noise(z0, s, eps)
+        logits, out = model(z_tok, self.sigma_input(t), z=zs, level=s, key_mask=valid)
+        logp = self.clean_log_probs(logits)  # (B, L, V)
+        nll = -logp.gather(-1, x.unsqueeze(-1)).squeeze(-1)  # (B, L)
+        nll = torch.where(masked, nll, torch.zeros_like(nll))
+        disc = self.schedule.mask_weight(t) * nll.sum(-1)  # (B,)
+        n = torch.tensor(float(x.numel()), device=x.device) if valid is None else valid.sum().float()
+        if blind:
+            return disc, torch.zeros_like(disc), n
+        se = (out.float() - self.target(z0, eps, s)).pow(2).mean(-1)  # (B, L)
+        if valid is not None:
+            se = torch.where(valid, se, torch.zeros_like(se))
+        return disc, se.sum(-1), n
+
+    def sequence_loss(self, model, batch, t, generator=None):
+        """The discrete term per sequence (B,) in nats (see the module docstring for what it bounds)."""
+        if not self.continuous:
+            return super().sequence_loss(model, batch, t, generator)
+        return self.terms(model, batch, t, generator, blind=self.ccfg.bound == "z_blind")[0]
+
+    def loss(self, model, batch, t=None) -> LossOut:
+        """sum = discrete term + lambda_c * MSE (summed over sequences); metrics hold the two terms' sums."""
+        x = batch["input_ids"]
+        if t is None:
+            t = self.sample_times(x.shape[0], x.device)
+        count = self.scored_tokens(batch)
+        if not self.continuous:
+            disc = super().sequence_loss(model, batch, t).sum()
+            return LossOut(sum=disc, count=count, metrics={"loss_discrete": disc.detach()})
+        disc, mse, n = self.terms(model, batch, t)
+        total = disc.sum() + self.ccfg.lambda_cont * mse.sum()
+        metrics = {
+            "loss_discrete": disc.sum().detach(),
+            "loss_cont_mse": mse.sum().detach(),
+            "cont_tokens": n,
+        }
+        return LossOut(sum=total, count=count, metrics=metrics)
