@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "mdm.commands.bench",
     "mdm.commands.demo",
     "mdm.commands.sweep",
+    "mdm.commands.eval",
     "mdm.data.cli",
 ]
 

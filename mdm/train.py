@@ -22,6 +22,7 @@ from mdm.diffusion import build_objective
 from mdm.flops import count
 from mdm.io import atomic_write_text, read_jsonl
 from mdm.module import LitDiffusion, build_model
+from mdm.preempt import Preempted, PreemptionCallback
 from mdm.rundir import RunDir, git_sha
 from mdm.vocab import Vocab
 
@@ -225,7 +226,7 @@ def train(cfg: Config) -> dict[str, Any]:
         limit_val_batches=cfg.train.val_batches,
         num_sanity_val_steps=0,
         logger=_loggers(cfg, run),
-        callbacks=[RunCallback(run, cfg, derived)],
+        callbacks=[saver := RunCallback(run, cfg, derived), PreemptionCallback(saver.save)],  # preempt.py
         enable_checkpointing=False,
         enable_progress_bar=cfg.logging.progress_bar,
         enable_model_summary=False,
@@ -248,7 +249,7 @@ def train(cfg: Config) -> dict[str, Any]:
             "wall_s": module.wall_seconds(),
         }
     except BaseException as e:
-        if trainer.is_global_zero:
+        if trainer.is_global_zero and not isinstance(e, Preempted):  # preempted: checkpointed, not failed
             run.write_summary(
                 {
                     **base_summary,
