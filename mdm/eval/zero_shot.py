@@ -1,0 +1,207 @@
+"""Zero-shot evaluation of a trained run: benchmarks -> detokenize -> run's tokenizer -> protocol blocks ->
+likelihood bound with a standard error (+ LAMBADA accuracy) -> a table and ``eval/zero_shot.json``.
+
+``zero_shot.json`` (written atomically into the run directory's ``eval/``) holds one entry per benchmark
+under ``results``; a later evaluation of the same benchmark replaces its entry and keeps the others.
+Every entry is self-describing (protocol, split, K, seed, source file or Hub id, release, tokens scored).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from mdm.eval.benchmarks import Benchmark, BenchmarkError, load_benchmark, parse_benchmarks
+from mdm.eval.bound import SE_METHOD, estimate_bound
+from mdm.eval.lambada import lambada_accuracy, lambada_examples
+from mdm.eval.protocols import PROTOCOLS, ProtocolError, make_blocks, utf8_len
+from mdm.io import atomic_write_json
+
+RESULT_FILE = "zero_shot.json"
+DEFAULT_PROTOCOL = "mdlm"
+
+
+def evaluate_benchmark(
+    loaded,
+    tok,
+    bench: Benchmark,
+    *,
+    protocol: str = DEFAULT_PROTOCOL,
+    time_samples: int = 1,
+    seed: int = 1234,
+    batch_size: int = 16,
+    split: str = "auto",
+    data_dir: str | Path | None = None,
+    source: str = "auto",
+    hub_mirror: str | Path | None = None,
+    max_blocks: int | None = None,
+    max_lambada: int | None = None,
+    lambada_acc: bool = True,
+    precision: str = "auto",
+    log=print,
+) -> dict[str, Any]:
+    """One benchmark's entry of ``zero_shot.json`` (see module docstring)."""
+    seq_len = loaded.cfg.model.seq_len
+    text = load_benchmark(bench, split=split, data_dir=data_dir, source=source, hub_mirror=hub_mirror)
+    log(f"[eval] {bench.name} ({text.split}): {len(text.rows):,} rows from {text.source} [{text.release}]")
+    ids = tok.encode_batch(text.docs)
+    blocks = make_blocks(ids, [utf8_len(d) for d in text.docs], seq_len, protocol, tok.eos_id, tok.bos_id)
+    full_blocks = len(blocks)
+    if max_blocks is not None:
+        blocks = blocks.subset(max_blocks)
+    res = estimate_bound(
+        loaded.objective,
+        loaded.model,
+        blocks.tokens,
+        K=time_samples,
+        seed=seed,
+        batch_size=batch_size,
+        nbytes=blocks.bytes,
+        precision=precision,
+    )
+    entry: dict[str, Any] = {
+        "benchmark": bench.name,
+        "description": bench.description,
+        "split": text.split,
+        "source": text.source,
+        "release": text.release,
+        "detokenizer": bench.detokenizer,
+        "protocol": protocol,
+        "seq_len": seq_len,
+        "seed": seed,
+        "rows": len(text.rows),
+        "stream_tokens": blocks.stream_tokens,
+        "tokens_dropped": blocks.tokens_dropped,
+        "blocks_available": full_blocks,
+        **res.summary(),
+    }
+    if max_blocks is not None and max_blocks < full_blocks:
+        entry["subset"] = f"first {max_blocks} of {full_blocks} blocks"
+    if bench.lambada and lambada_acc:
+        rows = text.rows if max_lambada is None else text.rows[:max_lambada]
+        examples, truncated = lambada_examples(rows, tok, seq_len)
+        acc = lambada_accuracy(
+            loaded.objective,
+            loaded.model,
+            examples,
+            batch_size=batch_size,
+            K=time_samples,
+            seed=seed,
+            precision=precision,
+        )
+        acc["lambada_context_truncated"] = truncated
+        entry.update(acc)
+    return entry
+
+
+def evaluate_run(
+    loaded,
+    tok,
+    benchmarks: str | list[str],
+    *,
+    write: bool = True,
+    skip_missing: bool = False,
+    log=print,
+    **kw: Any,
+) -> dict[str, Any]:
+    """Evaluate ``benchmarks`` and (with ``write``) merge them into ``<run>/eval/zero_shot.json``.
+
+    A benchmark that cannot be loaded (missing file, offline Hub, too short) raises, or with
+    ``skip_missing`` is reported under ``skipped`` with its reason while the others go on.
+    """
+    benches = parse_benchmarks(benchmarks)
+    protocol = kw.get("protocol", DEFAULT_PROTOCOL)
+    results, skipped = {}, {}
+    for b in benches:
+        try:
+            results[b.name] = evaluate_benchmark(loaded, tok, b, log=log, **kw)
+        except (BenchmarkError, ProtocolError) as e:
+            if not skip_missing:
+                raise
+            skipped[b.name] = str(e)
+            log(f"[eval] skipped {b.name}: {e}")
+    report = {
+        "run": str(loaded.run_dir) if loaded.run_dir else None,
+        "checkpoint": str(loaded.checkpoint),
+        "step": loaded.step,
+        "objective": loaded.cfg.objective.name,
+        "default_protocol": DEFAULT_PROTOCOL,
+        "protocols": PROTOCOLS,
+        "se_method": SE_METHOD,
+        "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "results": results,
+        "skipped": skipped,
+    }
+    if write and loaded.run_dir is not None and results:
+        path = Path(loaded.run_dir) / "eval" / RESULT_FILE
+        report = merge_report(path, report)
+        atomic_write_json(path, report)
+        log(f"[eval] wrote {path}")
+    if results:
+        log(format_table(results, protocol))
+    return report
+
+
+def merge_report(path: Path, new: dict[str, Any]) -> dict[str, Any]:
+    """Keep the other benchmarks' entries of an existing file (a corrupt file is replaced, with a warning)."""
+    if not path.exists():
+        return new
+    try:
+        old = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        print(f"[eval] warning: {path} is not valid JSON; replacing it", file=sys.stderr)
+        return new
+    merged = dict(new)
+    merged["results"] = {**old.get("results", {}), **new["results"]}
+    return merged
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def format_table(results: dict[str, dict], protocol: str) -> str:
+    """A plain-text table; ``±`` is one standard error."""
+    head = (
+        f"protocol: {protocol}"
+        + (" (default)" if protocol == DEFAULT_PROTOCOL else f" (default: {DEFAULT_PROTOCOL})")
+        + f" -- {PROTOCOLS[protocol]}\n"
+        "± = one standard error (ratio estimator over blocks); PPL is an upper bound except for exact (AR) models\n"
+    )
+    cols = [
+        "benchmark",
+        "split",
+        "tokens",
+        "K",
+        "nats/token",
+        "PPL bound [95% CI]",
+        "bits/byte",
+        "LAMBADA acc",
+        "release",
+    ]
+    rows = []
+    for name, r in results.items():
+        ci = r.get("ppl_ci95")
+        ppl = _fmt(r["ppl_bound"], ".2f") + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+        acc = r.get("lambada_acc")
+        acc_s = "-" if acc is None else f"{acc:.4f} ± {_fmt(r.get('lambada_acc_se'), '.4f')}"
+        rows.append(
+            [
+                name,
+                r["split"],
+                f"{r['tokens_scored']:,}",
+                "exact" if r["exact"] else str(r["time_samples"]),
+                f"{r['nats_per_token']:.4f} ± {_fmt(r['se'], '.4f')}",
+                ppl,
+                f"{_fmt(r['bits_per_byte'], '.4f')} ± {_fmt(r['bits_per_byte_se'], '.4f')}",
+                acc_s,
+                r["release"] + (f" ({r['subset']})" if r.get("subset") else ""),
+            ]
+        )
+    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
+    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths))  # noqa: E731
+    return head + "\n".join([line(cols), line(["-" * w for w in widths]), *(line(r) for r in rows)])
