@@ -1,7 +1,18 @@
 """Sampler interface and float64 categorical sampling.
 
 A sampler is ``sampler(objective, model, shape, steps, generator, **options) -> SampleResult`` and
-reports its number of network calls (NFE) and wall time. Samplers register by name.
+reports its number of network calls (NFE) and wall time. Samplers register by name, optionally with a
+``fits(objective) -> reason | None`` check so that a sampler that does not fit an objective (e.g. the cached
+sampler with a time-conditioned network) fails with a clear error listing the ones that do.
+
+What a sampler may ask of an objective:
+
+* absorbing samplers: ``objective.denoiser_log_probs(model, z, t) -> (B, L, V)`` log p_theta(x0^l | z_t) over
+  real tokens with carry-over at unmasked positions, ``objective.schedule`` and ``objective.time_conditioned``.
+  An objective is absorbing when it has ``denoiser_log_probs`` and its ``graph_name`` (default "absorb") is
+  "absorb"; an objective whose network needs more than (z, t) sets ``graph_name = None`` to opt out.
+* score samplers: ``objective.log_scores(model, x_t, t) -> (B, L, N)`` and ``objective.graph``
+  (:mod:`mdm.diffusion.graphs`).
 """
 
 from __future__ import annotations
@@ -12,6 +23,11 @@ from dataclasses import dataclass, field
 import torch
 
 SAMPLERS: dict[str, Callable[..., SampleResult]] = {}
+SAMPLER_FITS: dict[str, Callable[[object], str | None]] = {}  # name -> why it does not fit (None: fits)
+
+
+class SamplerMismatchError(ValueError):
+    """A sampler that does not fit the objective/network it was given."""
 
 
 @dataclass
@@ -22,14 +38,65 @@ class SampleResult:
     extra: dict = field(default_factory=dict)
 
 
-def register_sampler(name: str):
+def register_sampler(name: str, fits: Callable[[object], str | None] | None = None):
+    """Register ``fn`` as sampler ``name``; ``fits(objective)`` returns why it does not fit, or None."""
+
     def deco(fn):
         if name in SAMPLERS and SAMPLERS[name] is not fn:
             raise ValueError(f"sampler {name!r} registered twice")
         SAMPLERS[name] = fn
+        if fits is not None:
+            SAMPLER_FITS[name] = fits
         return fn
 
     return deco
+
+
+def fitting_samplers(objective) -> list[str]:
+    """Names of the registered samplers that fit ``objective`` (those without a check are listed too)."""
+    return sorted(n for n in SAMPLERS if n not in SAMPLER_FITS or SAMPLER_FITS[n](objective) is None)
+
+
+def check_fits(name: str, objective) -> None:
+    """Raise SamplerMismatchError (naming the valid samplers) when sampler ``name`` does not fit ``objective``."""
+    get_sampler(name)
+    why = SAMPLER_FITS[name](objective) if name in SAMPLER_FITS else None
+    if why is not None:
+        valid = [n for n in fitting_samplers(objective) if n in SAMPLER_FITS]
+        raise SamplerMismatchError(
+            f"sampler {name!r} does not fit objective {getattr(objective, 'registry_name', '?')!r}: {why}; "
+            f"samplers that fit: {', '.join(valid) or 'none'}"
+        )
+
+
+def absorbing(objective) -> bool:
+    """Does ``objective`` offer an absorbing denoiser p_theta(x0 | z_t) (see the module docstring)?"""
+    return hasattr(objective, "denoiser_log_probs") and getattr(objective, "graph_name", "absorb") == "absorb"
+
+
+def model_device(model) -> torch.device:
+    for t in list(model.parameters()) + list(model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def top_p_filter(probs: torch.Tensor, top_p: float | None) -> torch.Tensor:
+    """Nucleus filtering in float64: keep the smallest set of most likely tokens whose mass reaches ``top_p``
+    (always at least the most likely one), renormalised. ``None`` or 1 leaves ``probs`` unchanged."""
+    if top_p is None:
+        return probs
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
+    if top_p == 1.0:
+        return probs
+    p = probs.double()
+    p = p / p.sum(-1, keepdim=True)
+    sorted_p, order = p.sort(-1, descending=True)
+    before = sorted_p.cumsum(-1) - sorted_p  # mass strictly before each token
+    keep_sorted = before < top_p
+    keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+    p = torch.where(keep, p, torch.zeros_like(p))
+    return p / p.sum(-1, keepdim=True)
 
 
 def get_sampler(name: str):
