@@ -180,3 +180,28 @@ def test_statistics_of_another_encoder_are_rejected(ccdd_root, encoder_run):
     )
     with pytest.raises(EncoderError, match="computed for another encoder.*projection"):
         obj.encoder()
+
+
+def test_hidden_encoder_on_masked_input(ccdd_root, encoder_run):
+    """Hidden states of the trained run at layer 1, computed on x_t: z0 ignores what x_t masks."""
+    cfg = _ccdd_cfg(
+        ccdd_root,
+        encoder_run,
+        "objective.ccdd.encoder=hidden",
+        "objective.ccdd.encoder_layer=1",
+        "objective.ccdd.encoder_input=masked",
+    )
+    obj, vocab = _objective(cfg)
+    enc = obj.encoder()
+    assert enc.spec.kind == "hidden" and enc.spec.layer == 1 and not enc.spec.leaks_masked_tokens
+    x = torch.randint(0, 16, (2, 32), generator=torch.Generator().manual_seed(0))
+    x2 = x.clone()
+    x2[:, 3] = (x[:, 3] + 1) % 16
+    x_t = x.clone()
+    x_t[:, 3] = vocab.mask_id
+    t = torch.full((2,), 0.5)
+    z = obj.encode(x, x_t, t)
+    assert z.shape == (2, 32, D) and torch.equal(z, obj.encode(x2, x_t, t))
+    model = obj.build_model(cfg, vocab)
+    out = obj.loss(model, {"input_ids": x})
+    assert torch.isfinite(out.sum) and out.metrics["loss_cont_mse"] > 0
