@@ -18,7 +18,8 @@ Order: training loaders are infinite; epoch ``e`` visits the blocks in the permu
 so ranks are disjoint and equally long; batches are consecutive runs of ``B`` blocks of that infinite
 sequence (a batch may straddle an epoch boundary). With ``W`` ranks of batch ``B`` each, step ``i`` covers
 exactly the blocks that one rank with batch ``W*B`` would. Evaluation loaders are finite and in order
-(rank ``r`` takes blocks ``r::W``; the last batch may be short).
+(rank ``r`` takes blocks ``r::W``; the last batch may be short); each ``iter()`` starts a fresh pass from
+the first block (even if the previous pass was stopped early), unless ``load_state_dict`` set a position.
 
 Position: the number of blocks this rank has consumed. ``state_dict()`` holds it (plus identity checks)
 as plain ints/strs; after ``load_state_dict`` the next ``iter()`` continues exactly there.
@@ -175,6 +176,7 @@ class BlockLoader:
                 f"blocks of {self.content}: too few for world_size={self.world_size}"
             )
         self._position = 0
+        self._resume: int | None = None  # evaluation loaders: where the next pass starts (else 0)
         self._perm_epoch = -1
         self._perm: np.ndarray | None = None
 
@@ -251,11 +253,13 @@ class BlockLoader:
                 self._position += self.batch_size
                 yield self._rows(idx)
         else:
+            # every evaluation pass starts at the beginning (a consumer may stop early, e.g. after N
+            # batches), unless load_state_dict asked to resume a pass part-way
+            self._position, self._resume = (self._resume, None) if self._resume is not None else (0, None)
             while self._position < self.blocks_per_epoch:
                 idx = self._indices(self._position, self.batch_size)
                 self._position += len(idx)
                 yield self._rows(idx)
-            self._position = 0  # the next evaluation pass starts from the beginning
 
     def __len__(self) -> int:
         """Batches per pass for evaluation loaders; training loaders are infinite (TypeError)."""
@@ -305,6 +309,8 @@ class BlockLoader:
         if pos < 0 or (not self.train and pos > self.blocks_per_epoch):
             raise DataError(f"data loader state position {pos} out of range")
         self._position = pos
+        if not self.train:
+            self._resume = pos
 
     def _mode(self) -> str:
         return (
