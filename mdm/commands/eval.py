@@ -58,6 +58,7 @@ def add_parser(sub) -> None:
     p.add_argument("--tokenizer-dir", default=None, help="a prepared data dir holding the run's tokenizer")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-write", action="store_true", help="print only; do not write eval/*.json")
     p.add_argument(
         "--genppl",
@@ -88,9 +89,13 @@ def _device(spec: str) -> str:
 
 
 def run(args) -> int:
+    import torch
+
     from mdm.eval.tokenizer import VocabMismatchError, run_tokenizer
     from mdm.loading import load_run
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     try:
         if args.benchmarks is not None:  # unknown names fail before the model is loaded
             from mdm.eval.benchmarks import parse_benchmarks

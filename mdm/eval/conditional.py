@@ -14,9 +14,11 @@ the model's ``seq_len`` (callers truncate the context from the left).
 
   estimated with K stratified time samples (see :mod:`mdm.eval.bound`); greedy = the masked
   continuation filled one token per call, most confident position first, reproduces the continuation.
+* SEDD (both graphs): its denoising score entropy with only the continuation diffused, plus the prior
+  KL of the continuation positions (SEDD's bound restricted to the continuation).
 * an objective may provide its own ``conditional_sequence_loss(model, batch, t, target_mask, generator)
-  -> (B,)`` (SEDD, EDLM, ...); it is used when present. Otherwise a diffusion objective without
-  ``denoiser_log_probs`` raises :class:`NotImplementedError` naming it.
+  -> (B,)``; it is used when present. Otherwise an objective with neither raises
+  :class:`NotImplementedError` naming it (EDLM, for now).
 """
 
 from __future__ import annotations
@@ -106,17 +108,29 @@ def conditional_nll(
                     target[i, len(c) : len(c) + len(t)] = True
                 x, valid, target = x.to(device), valid.to(device), target.to(device)
                 t = times[s : s + len(chunk)].reshape(-1).to(device)
-                batch = {"input_ids": x, "attention_mask": valid}
-                if hasattr(objective, "conditional_sequence_loss"):
-                    per_seq = objective.conditional_sequence_loss(model, batch, t, target, g_mask)
-                else:
-                    z, masked = objective.mask_tokens(x, t, target, g_mask)  # only the continuation is noised
-                    logp = objective.denoiser_log_probs(model, z, t, key_mask=valid)  # (B, T, V)
-                    nll = -logp.gather(-1, x.unsqueeze(-1)).squeeze(-1)  # (B, T)
-                    nll = torch.where(masked, nll, torch.zeros_like(nll))
-                    per_seq = objective.schedule.mask_weight(t) * nll.sum(-1)  # (B,)
+                per_seq = _conditional_bound(objective, model, x, valid, target, t, g_mask)  # (b*K,)
                 out[s : s + len(chunk)] = per_seq.double().reshape(len(chunk), K).mean(1).cpu().numpy()
     return out
+
+
+def _conditional_bound(objective, model, x, valid, target, t, generator) -> torch.Tensor:
+    """One estimate per row of the bound on -log p(x[target] | x[~target]): (B,)."""
+    if hasattr(objective, "conditional_sequence_loss"):
+        batch = {"input_ids": x, "attention_mask": valid}
+        return objective.conditional_sequence_loss(model, batch, t, target, generator)
+    if hasattr(objective, "log_scores") and hasattr(objective, "graph"):
+        # SEDD: denoising score entropy with only the continuation diffused, + its prior KL term.
+        sb, rate = objective.schedule.total_noise(t), objective.schedule.rate(t)  # (B,)
+        xt = objective.graph.sample_forward(x, sb, target, generator)  # (B, T)
+        log_s = objective.log_scores(model, xt, t, key_mask=valid)  # (B, T, N)
+        per_pos = objective.graph.score_entropy(log_s, x, xt, sb, rate)  # (B, T)
+        per_pos = torch.where(target, per_pos, torch.zeros_like(per_pos))
+        return per_pos.sum(-1) + objective.prior_term(x, target).to(per_pos.dtype)
+    z, masked = objective.mask_tokens(x, t, target, generator)  # absorbing: only the continuation is masked
+    logp = objective.denoiser_log_probs(model, z, t, key_mask=valid)  # (B, T, V)
+    nll = -logp.gather(-1, x.unsqueeze(-1)).squeeze(-1)  # (B, T)
+    nll = torch.where(masked, nll, torch.zeros_like(nll))
+    return objective.schedule.mask_weight(t) * nll.sum(-1)  # (B,)
 
 
 def _ar_nll(objective, model, chunk: list[Pair], pad: int, device) -> tuple[np.ndarray, np.ndarray]:
