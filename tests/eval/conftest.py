@@ -13,7 +13,16 @@ REPO = Path(__file__).resolve().parents[2]
 DEBUG_YAML = REPO / "configs" / "debug.yaml"
 REPO_DOWNLOADS = REPO / "data" / "cache" / "_downloads"
 
-_SUBJ = ["the cat", "a dog", "the old man", "my sister", "the teacher", "a small bird", "the river", "our friend"]
+_SUBJ = [
+    "the cat",
+    "a dog",
+    "the old man",
+    "my sister",
+    "the teacher",
+    "a small bird",
+    "the river",
+    "our friend",
+]
 _VERB = ["sees", "likes", "follows", "finds", "watches", "remembers", "carries", "paints"]
 _OBJ = ["the red ball", "a green house", "the long road", "an old book", "the quiet garden", "her brother"]
 _ADV = ["today", "slowly", "at night", "again", "in the rain", "without a word", "every morning", "with care"]
@@ -51,11 +60,11 @@ def tiny_overrides(root: Path, objective: str, *extra: str) -> list[str]:
 
 
 def train_tiny(root: Path, objective: str, *extra: str) -> Path:
+    import torch
+
     from mdm.config import load
     from mdm.rundir import RunDir
     from mdm.train import train
-
-    import torch
 
     cfg = load([DEBUG_YAML], tiny_overrides(root, objective, *extra))
     threads = torch.get_num_threads()
@@ -125,5 +134,7 @@ def bench_dir() -> Path:
 
     d = default_benchmark_dir()
     if d is None or not (d / "lambada_test.jsonl").is_file():
-        pytest.skip("benchmark files absent: set MDM_BENCHMARK_DIR or provide ../shared/benchmarks (see its README)")
+        pytest.skip(
+            "benchmark files absent: set MDM_BENCHMARK_DIR or provide ../shared/benchmarks (see its README)"
+        )
     return d

@@ -39,13 +39,18 @@ def test_wikitext_rows_match_the_hub_layout():
 def test_local_formats(tmp_path):
     d = tmp_path
     (d / "lambada_test.jsonl").write_text(
-        json.dumps({"text": "He opened the \u201cdoor\u201d and saw Anna"}) + "\n" + json.dumps({"text": "x y"}) + "\n"
+        json.dumps({"text": "He opened the \u201cdoor\u201d and saw Anna"})
+        + "\n"
+        + json.dumps({"text": "x y"})
+        + "\n"
     )
     (d / "wikitext-103-raw").mkdir()
     (d / "wikitext-103-raw" / "wiki.valid.raw").write_text(" \n = Title = \n \n It is 1 @,@ 000 km long . \n")
     (d / "ptb.valid.txt").write_text(" no it was n't black monday \n the company 's N shares \n")
     (d / "ag_news_test.csv").write_text('label,title,description\n3,"Wall St","Bears, claw back"\n')
-    (d / "pubmed_validation.jsonl").write_text(json.dumps({"article_text": ["First line .", "Second ( a ) ."]}) + "\n")
+    (d / "pubmed_validation.jsonl").write_text(
+        json.dumps({"article_text": ["First line .", "Second ( a ) ."]}) + "\n"
+    )
     (d / "lm1b_test.txt").write_text("Hello , world .\n\nIt costs $ 5 .\n")
 
     lam = load_benchmark("lambada", data_dir=d, source="local")
@@ -69,7 +74,9 @@ def test_local_formats(tmp_path):
     assert load_benchmark("ag_news", data_dir=d, source="local").rows == ["Wall St Bears", "A B"]
 
     pm = load_benchmark("pubmed", data_dir=d, source="local")
-    assert pm.rows == ["First line .\nSecond ( a ) ."] and pm.docs == ["First line .\nSecond (a) ."]  # the rules match " . " and a final " word ." only
+    assert pm.rows == ["First line .\nSecond ( a ) ."] and pm.docs == [
+        "First line .\nSecond (a) ."
+    ]  # the rules match " . " and a final " word ." only
 
     lm = load_benchmark("lm1b", data_dir=d, source="local")
     assert lm.rows == ["Hello , world .", "It costs $ 5 ."] and lm.docs == ["Hello, world.", "It costs $5."]
@@ -117,10 +124,22 @@ def _hub_repo(root: Path, repo: str, configs: dict[str, dict[str, list[dict]]]) 
 
 def test_hub_code_path_through_a_mirror(tmp_path):
     mirror = tmp_path / "mirror"
-    _hub_repo(mirror, "billion-word-benchmark/lm1b", {"plain_text": {"test": [{"text": "Hello , world ."}, {"text": "Is it ?"}]}})
+    _hub_repo(
+        mirror,
+        "billion-word-benchmark/lm1b",
+        {"plain_text": {"test": [{"text": "Hello , world ."}, {"text": "Is it ?"}]}},
+    )
     paper = {"article": "We show ( a ) result @-@ free .", "abstract": "x", "section_names": "intro"}
-    _hub_repo(mirror, "armanc/scientific_papers", {"pubmed": {"validation": [paper]}, "arxiv": {"validation": [paper, paper]}})
-    _hub_repo(mirror, "ptb-text-only/ptb_text_only", {"penn_treebank": {"validation": [{"sentence": "it was n't N"}]}})
+    _hub_repo(
+        mirror,
+        "armanc/scientific_papers",
+        {"pubmed": {"validation": [paper]}, "arxiv": {"validation": [paper, paper]}},
+    )
+    _hub_repo(
+        mirror,
+        "ptb-text-only/ptb_text_only",
+        {"penn_treebank": {"validation": [{"sentence": "it was n't N"}]}},
+    )
     cache = str(tmp_path / "hf-cache")
 
     lm = load_benchmark("lm1b", hub_mirror=mirror, source="hub", cache_dir=cache)

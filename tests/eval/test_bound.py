@@ -97,7 +97,12 @@ def test_estimator_is_the_mean_of_the_objectives_own_sequence_loss(name):
     K = res.K
     t = stratified_block_times(3, K, obj.ocfg.t_min, torch.Generator().manual_seed(seed)).reshape(-1)
     with torch.no_grad():
-        direct = obj.sequence_loss(model, {"input_ids": x.repeat_interleave(K, 0)}, t, generator=torch.Generator().manual_seed(seed + 1))
+        direct = obj.sequence_loss(
+            model,
+            {"input_ids": x.repeat_interleave(K, 0)},
+            t,
+            generator=torch.Generator().manual_seed(seed + 1),
+        )
     assert np.allclose(res.nats_k.reshape(-1), direct.double().numpy(), rtol=1e-5)
     assert res.tokens.sum() == float(obj.scored_tokens({"input_ids": x}))
 

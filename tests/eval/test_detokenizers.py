@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from mdm.eval.detokenizers import DETOKENIZERS, get_detokenizer, lambada, lm1b, ptb, scientific_papers, wikitext
+from mdm.eval.detokenizers import (
+    DETOKENIZERS,
+    get_detokenizer,
+    lambada,
+    lm1b,
+    ptb,
+    scientific_papers,
+    wikitext,
+)
 
 
 @pytest.mark.parametrize(
@@ -12,7 +20,10 @@ from mdm.eval.detokenizers import DETOKENIZERS, get_detokenizer, lambada, lm1b, 
     [
         (" a guest @-@ starring role \n", " a guest-starring role\n"),
         ("1 @,@ 000 and 3 @.@ 5", "1,000 and 3.5"),
-        ("the series , Doctors , followed . Then ; more : here ! yes ? no", "the series, Doctors, followed. Then; more: here! yes? no"),
+        (
+            "the series , Doctors , followed . Then ; more : here ! yes ? no",
+            "the series, Doctors, followed. Then; more: here! yes? no",
+        ),
         ('portrayed " Scott Parry " in', 'portrayed "Scott Parry" in'),
         ("( born 1980 ) and [ 1 ] and { x }", "(born 1980) and [1] and {x}"),
         (" = = Career = = \n", " == Career ==\n"),

@@ -18,7 +18,9 @@ from mdm.vocab import Vocab
 
 def test_mdm_eval_on_the_shared_benchmarks(mdlm_run, bench_dir, capsys):
     args = ["eval", str(mdlm_run), "--benchmarks", "lambada,wikitext2,ag_news", "--data-dir", str(bench_dir)]
-    rc = main([*args, "--max-blocks", "6", "--max-lambada", "12", "--time-samples", "2", "--batch-size", "12"])
+    rc = main(
+        [*args, "--max-blocks", "6", "--max-lambada", "12", "--time-samples", "2", "--batch-size", "12"]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert "protocol: mdlm (default)" in out and "± = one standard error" in out
@@ -34,9 +36,15 @@ def test_mdm_eval_on_the_shared_benchmarks(mdlm_run, bench_dir, capsys):
     lam = report["results"]["lambada"]
     assert lam["lambada_n"] == 12 and 0 <= lam["lambada_acc"] <= 1 and "diffusion" in lam["lambada_method"]
     # a second evaluation replaces its benchmark's entry and keeps the others
-    assert main([*args[:3], "ag_news", "--data-dir", str(bench_dir), "--max-blocks", "4", "--protocol", "sedd"]) == 0
+    assert (
+        main([*args[:3], "ag_news", "--data-dir", str(bench_dir), "--max-blocks", "4", "--protocol", "sedd"])
+        == 0
+    )
     report = json.loads((mdlm_run / "eval" / "zero_shot.json").read_text())
-    assert report["results"]["ag_news"]["protocol"] == "sedd" and report["results"]["lambada"]["protocol"] == "mdlm"
+    assert (
+        report["results"]["ag_news"]["protocol"] == "sedd"
+        and report["results"]["lambada"]["protocol"] == "mdlm"
+    )
     assert "(default: mdlm)" in capsys.readouterr().out
 
 
@@ -46,7 +54,9 @@ def test_ptb_and_wikitext103_in_their_published_formats(mdlm_run, tmp_path):
     (tmp_path / "wikitext-103-raw").mkdir()
     para = " The cat sees the red ball @-@ like toy , and the dog follows it . \n"
     (tmp_path / "wikitext-103-raw" / "wiki.valid.raw").write_text(" \n = Cats = \n \n" + para * 6)
-    rc = main(["eval", str(mdlm_run), "--benchmarks", "ptb,wikitext103", "--data-dir", str(tmp_path), "--no-write"])
+    rc = main(
+        ["eval", str(mdlm_run), "--benchmarks", "ptb,wikitext103", "--data-dir", str(tmp_path), "--no-write"]
+    )
     assert rc == 0
 
 
@@ -54,11 +64,15 @@ def test_ar_bound_is_exact_and_matches_the_objective(ar_loaded, tok):
     rows = ["The cat sees the red ball today.", "A dog follows her brother at night."] * 4
     ids = tok.encode_batch(rows)
     b = make_blocks(ids, [len(r) for r in rows], ar_loaded.cfg.model.seq_len, "mdlm", tok.eos_id, tok.bos_id)
-    res = estimate_bound(ar_loaded.objective, ar_loaded.model, b.tokens, K=4, seed=3, batch_size=2, nbytes=b.bytes)
+    res = estimate_bound(
+        ar_loaded.objective, ar_loaded.model, b.tokens, K=4, seed=3, batch_size=2, nbytes=b.bytes
+    )
     s = res.summary()
     assert s["exact"] and s["time_samples"] == 1
     with torch.no_grad():
-        direct = ar_loaded.objective.sequence_loss(ar_loaded.model, {"input_ids": b.tokens}, None).sum().item()
+        direct = (
+            ar_loaded.objective.sequence_loss(ar_loaded.model, {"input_ids": b.tokens}, None).sum().item()
+        )
     assert s["nats_per_token"] == pytest.approx(direct / (len(b) * (b.seq_len - 1)), rel=1e-5)
     assert s["bits_per_byte"] == pytest.approx(direct / math.log(2) / b.bytes.sum(), rel=1e-5)
 
@@ -94,7 +108,21 @@ def test_bad_input_from_the_command_line(mdlm_run, tmp_path, capsys):
     assert main(["eval", str(mdlm_run), "--benchmarks", "lambada,wiki"]) == 2
     err = capsys.readouterr().err
     assert "unknown benchmark(s) 'wiki'" in err and "wikitext103" in err and "ag_news" in err
-    assert main(["eval", str(mdlm_run), "--benchmarks", "ag_news", "--data-dir", str(tmp_path), "--source", "local"]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                str(mdlm_run),
+                "--benchmarks",
+                "ag_news",
+                "--data-dir",
+                str(tmp_path),
+                "--source",
+                "local",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "ag_news_test.csv" in err and str(tmp_path) in err
     assert main(["eval", str(tmp_path / "no-run"), "--benchmarks", "ptb"]) == 2
@@ -106,7 +134,9 @@ def test_vocabulary_mismatch_is_refused(mdlm_run, mdlm_loaded, eval_root, capsys
     from mdm.data.datamodule import ensure_prepared
 
     char_dir = ensure_prepared(
-        DataConfig(name="files", path=str(eval_root / "corpus"), tokenizer="char", dir=str(eval_root / "data-char")),
+        DataConfig(
+            name="files", path=str(eval_root / "corpus"), tokenizer="char", dir=str(eval_root / "data-char")
+        ),
         progress=False,
     )
     assert main(["eval", str(mdlm_run), "--benchmarks", "lambada", "--tokenizer-dir", str(char_dir)]) == 2
