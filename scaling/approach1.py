@@ -1,0 +1,236 @@
+"""Approach 1: the lower envelope of training curves (Hoffmann et al. 2022, §3.1).
+
+Each run's history gives loss against compute C_t (C = 6·N·tokens_t, or the flops column). On a
+log-spaced grid of C, the envelope picks, at every C, the run with the lowest loss (each run's
+curve is linearly interpolated in ln C, and only inside the range it covers). The chosen runs'
+N and tokens at that C give N_opt(C) and D_opt(C); least squares in log–log space gives
+N_opt = k_N C^a and D_opt = k_D C^b (G = k_N·6^a as in Approach 2).
+
+The envelope only takes the model sizes that were trained, so N_opt(C) is a staircase: the
+exponent is meaningful when the sizes are dense and the envelope crosses several of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.signal import savgol_filter
+
+from scaling.errors import ScalingInputError, warn
+from scaling.powerlaw import PowerLaw, fit_power_law
+
+
+@dataclass
+class Approach1Fit:
+    grid: np.ndarray  # (K,) compute values of the envelope
+    envelope_loss: np.ndarray  # (K,)
+    envelope_run: np.ndarray  # (K,) name of the winning run
+    envelope_n: np.ndarray  # (K,)
+    envelope_d: np.ndarray  # (K,)
+    n_law: PowerLaw
+    d_law: PowerLaw
+    n_runs: int
+    n_points: int  # history rows used
+    warnings: list[str] = field(default_factory=list)
+    intervals: dict[str, dict[str, float]] | None = None
+    bootstrap: dict[str, Any] | None = None
+    samples: dict[str, np.ndarray] | None = field(default=None, repr=False)  # bootstrap draws, not in JSON
+
+    @property
+    def a(self) -> float:
+        return self.n_law.exponent
+
+    @property
+    def b(self) -> float:
+        return self.d_law.exponent
+
+    @property
+    def G(self) -> float:
+        return self.n_law.coef * 6.0**self.a
+
+    @property
+    def objective(self) -> float:
+        """Residual sum of squares of the ln N_opt–ln C line over the envelope grid."""
+        return self.n_law.sse
+
+    def n_opt(self, c: np.ndarray | float) -> np.ndarray:
+        return self.n_law(c)
+
+    def d_opt(self, c: np.ndarray | float) -> np.ndarray:
+        return self.d_law(c)
+
+    def to_dict(self) -> dict[str, Any]:
+        sizes = sorted(set(self.envelope_n.tolist()))
+        d: dict[str, Any] = {
+            "approach": 1,
+            "E": None,
+            "A": None,
+            "B": None,
+            "alpha": None,
+            "beta": None,
+            "a": self.a,
+            "b": self.b,
+            "G": self.G,
+            "k_N": self.n_law.coef,
+            "k_D": self.d_law.coef,
+            "objective": self.objective,
+            "objective_note": "residual sum of squares of ln N_opt vs ln C over the envelope grid",
+            "n_points": self.n_points,
+            "n_runs": self.n_runs,
+            "envelope_sizes": sizes,
+            "compute_range": [float(self.grid[0]), float(self.grid[-1])],
+            "warnings": list(self.warnings),
+        }
+        if self.intervals is not None:
+            d["intervals"] = self.intervals
+            d["bootstrap"] = self.bootstrap
+        return d
+
+
+def _smooth(v: np.ndarray, window: int) -> np.ndarray:
+    """Savitzky–Golay smoothing (local quadratic over ``window`` points, fitted, not padded, at
+    the ends so the curve's last points are not biased); window ≤ 2 or too few points: unchanged."""
+    w = min(int(window), v.size - (1 - v.size % 2))  # odd, ≤ len
+    if w % 2 == 0:
+        w -= 1
+    if w < 3:
+        return v
+    return savgol_filter(v, w, polyorder=min(2, w - 1), mode="interp")
+
+
+def _curves(
+    hist: pd.DataFrame, smooth: int = 0
+) -> list[tuple[str, float, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per run: (name, N, ln C sorted, loss (smoothed), ln tokens)."""
+    out = []
+    for name, g in hist.groupby("name", sort=False):
+        n_vals = g["params"].unique()
+        if n_vals.size != 1:
+            raise ScalingInputError(
+                f"run '{name}' has several parameter counts {n_vals.tolist()[:3]} in its history"
+            )
+        g = g.sort_values("flops")
+        out.append(
+            (
+                str(name),
+                float(n_vals[0]),
+                np.log(g["flops"].to_numpy(float)),
+                _smooth(g["loss"].to_numpy(float), smooth),
+                np.log(g["tokens"].to_numpy(float)),
+            )
+        )
+    return out
+
+
+def fit_approach1(
+    history: pd.DataFrame,
+    *,
+    n_grid: int = 200,
+    min_cover: int = 2,
+    smooth: int = 0,
+    quiet: bool = False,
+    source: str = "histories",
+) -> Approach1Fit:
+    """Envelope fit from training curves in long format (name, params, tokens, loss[, flops]).
+
+    ``n_grid`` log-spaced compute values span the range where at least ``min_cover`` runs have
+    data. ``smooth`` > 1 averages each loss curve over that many consecutive logged points first
+    (per-step training losses are noisy; noise makes the envelope jump). Raises ScalingInputError if the envelope touches fewer than 2 model sizes.
+    """
+    missing = [c for c in ("name", "params", "tokens", "loss") if c not in history.columns]
+    if missing:
+        raise ScalingInputError(
+            f"{source}: missing column(s) {missing} for Approach 1; have {list(history.columns)}"
+        )
+    h = history.copy()
+    if "flops" not in h.columns:
+        h["flops"] = 6.0 * h["params"] * h["tokens"]
+    for c in ("params", "tokens", "loss", "flops"):
+        v = pd.to_numeric(h[c], errors="coerce").to_numpy(float)
+        if not np.isfinite(v).all():
+            raise ScalingInputError(
+                f"{source}: column '{c}' has NaN/non-numeric values in {int((~np.isfinite(v)).sum())} rows"
+            )
+        if (v <= 0).any():
+            raise ScalingInputError(
+                f"{source}: column '{c}' must be > 0; {int((v <= 0).sum())} non-positive rows"
+            )
+        h[c] = v
+    curves = _curves(h, smooth)
+    if len(curves) < 2:
+        raise ScalingInputError(
+            f"{source}: Approach 1 needs training curves of at least 2 runs; got {len(curves)}"
+        )
+    msgs: list[str] = []
+    if all(cv[2].size == 1 for cv in curves):
+        msgs.append(
+            "Approach 1: every run has a single point (final results only); the envelope is then over final "
+            "losses, not training curves. Pass run directories or a history CSV for the real Approach 1"
+        )
+    lo = np.array([cv[2][0] for cv in curves])
+    hi = np.array([cv[2][-1] for cv in curves])
+    cover_lo = np.sort(lo)[min(min_cover, len(curves)) - 1]
+    cover_hi = np.sort(hi)[::-1][min(min_cover, len(curves)) - 1]
+    if not cover_hi > cover_lo:
+        cover_lo, cover_hi = lo.min(), hi.max()
+    grid_l = np.linspace(cover_lo, cover_hi, n_grid)  # (K,) ln C
+    K, R = grid_l.size, len(curves)
+    losses = np.full((R, K), np.inf)
+    toks = np.full((R, K), np.nan)
+    for i, (_, _, lc, ls, lt) in enumerate(curves):
+        inside = (grid_l >= lc[0]) & (grid_l <= lc[-1])
+        if lc.size == 1:
+            inside = np.isclose(grid_l, lc[0])
+            losses[i, inside] = ls[0]
+            toks[i, inside] = lt[0]
+            continue
+        losses[i, inside] = np.interp(grid_l[inside], lc, ls)
+        toks[i, inside] = np.interp(grid_l[inside], lc, lt)
+    covered = np.isfinite(losses).any(axis=0)
+    grid_l, losses, toks = grid_l[covered], losses[:, covered], toks[:, covered]
+    win = np.argmin(losses, axis=0)  # (K,)
+    cols = np.arange(grid_l.size)
+    env_n = np.array([curves[i][1] for i in win])
+    env_d = np.exp(toks[win, cols])
+    env_l = losses[win, cols]
+    names = np.array([curves[i][0] for i in win])
+    sizes = np.unique(env_n)
+    if sizes.size < 2:
+        raise ScalingInputError(
+            f"{source}: the loss envelope is a single model size (N={sizes[0]:.3g}) over the whole compute range; "
+            "Approach 1 needs runs of several sizes whose curves cross"
+        )
+    grid = np.exp(grid_l)
+    n_law = fit_power_law(grid, env_n)
+    d_law = fit_power_law(grid, env_d)
+    all_n = np.array([cv[1] for cv in curves])
+    for end, label in ((0, "lowest"), (-1, "highest")):
+        if env_n[end] in (all_n.min(), all_n.max()):
+            msgs.append(
+                f"Approach 1: at the {label} compute the envelope is the {'smallest' if env_n[end] == all_n.min() else 'largest'} "
+                "model: the optimum there may lie outside the sampled sizes"
+            )
+    if sizes.size < 3:
+        msgs.append(
+            f"Approach 1: the envelope crosses only {sizes.size} model sizes; the exponents are coarse"
+        )
+    fit = Approach1Fit(
+        grid=grid,
+        envelope_loss=env_l,
+        envelope_run=names,
+        envelope_n=env_n,
+        envelope_d=env_d,
+        n_law=n_law,
+        d_law=d_law,
+        n_runs=len(curves),
+        n_points=int(len(h)),
+    )
+    for m in msgs:
+        if quiet:
+            fit.warnings.append(m)
+        else:
+            warn(m, fit.warnings)
+    return fit

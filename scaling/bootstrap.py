@@ -1,0 +1,303 @@
+"""Bootstrap over runs: seeded resampling with replacement → standard errors and percentile intervals.
+
+* Approach 3: resampling runs with replacement is the same as weighting each run's Huber term by
+  how often it was drawn, so all resamples are refitted at once by the batched L-BFGS (one problem
+  per resample × start). Each resample starts from a reduced set of starts — the distinct local
+  optima the full-grid fit found (best first), padded with grid points — not the full 4,500-point
+  grid (``starts="full"`` does that, 4,500 × more work). ``n_switched`` counts resamples whose best
+  end point did not come from the full fit's optimum (a sign of several competing minima).
+* Approach 2: runs are resampled within each budget (stratified), so every budget keeps its
+  number of runs. In a resample a budget counts only if its parabola opens upward and its vertex
+  lies within the sizes drawn (with ~5 sizes a resample often holds 3 distinct ones, and a
+  near-flat parabola through them would put N_opt anywhere): the intervals are conditional on
+  the minimum being bracketed, and ``bracketed_share`` reports per budget how often it was.
+  Resamples left with fewer than 2 usable budgets are counted as failed.
+* Approach 1: whole runs (training curves) are resampled.
+
+Intervals are percentile intervals at ``level`` (default 95%); SE is the standard deviation of the
+bootstrap draws (ddof = 1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scaling.approach1 import Approach1Fit, fit_approach1
+from scaling.approach2 import MIN_BUDGETS, Approach2Fit, budget_labels, fit_budget
+from scaling.approach3 import N_PARAMS, Approach3Fit, _center, init_grid, objective_and_grad
+from scaling.errors import ScalingInputError
+from scaling.forms import allocation_arrays
+from scaling.lbfgs import minimize_batched
+from scaling.powerlaw import fit_power_law
+
+
+def summarize(samples: dict[str, np.ndarray], level: float = 0.95) -> dict[str, dict[str, float]]:
+    """{name: {se, se_robust, lo, hi, median, level}} from bootstrap draws (non-finite draws ignored).
+
+    se is the draws' standard deviation; se_robust = 1.4826·MAD is its outlier-proof counterpart
+    (a few resamples with an extrapolated vertex can blow up the plain SE of G or A)."""
+    q = (1.0 - level) / 2.0
+    out = {}
+    for k, v in samples.items():
+        v = np.asarray(v, dtype=np.float64)
+        v = v[np.isfinite(v)]
+        if v.size < 2:
+            out[k] = {
+                "se": np.nan,
+                "se_robust": np.nan,
+                "lo": np.nan,
+                "hi": np.nan,
+                "median": np.nan,
+                "level": level,
+            }
+            continue
+        with np.errstate(all="ignore"):  # A, B draws can be astronomically large
+            lo, med, hi = np.quantile(v, [q, 0.5, 1.0 - q])
+            se, se_robust = float(v.std(ddof=1)), float(1.4826 * np.median(np.abs(v - med)))
+        out[k] = {
+            "se": se,
+            "se_robust": se_robust,
+            "lo": float(lo),
+            "hi": float(hi),
+            "median": float(med),
+            "level": level,
+        }
+    return out
+
+
+def resample_counts(n_points: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_boot, n_points) multiplicities of each point in each resample of size n_points."""
+    idx = rng.integers(0, n_points, size=(n_boot, n_points))
+    flat = (idx + n_points * np.arange(n_boot)[:, None]).ravel()
+    return np.bincount(flat, minlength=n_boot * n_points).reshape(n_boot, n_points).astype(np.float64)
+
+
+def reduced_starts(fit: Approach3Fit, k: int, seed: int = 0, min_dist: float = 0.05) -> np.ndarray:
+    """Up to ``k`` starts: the full fit's distinct end points (best first), padded with grid points."""
+    order = np.argsort(fit.start_objectives)
+    chosen: list[np.ndarray] = []
+    for i in order:
+        th = fit.start_thetas[i]
+        if not np.isfinite(fit.start_objectives[i]) or not np.isfinite(th).all():
+            break
+        if all(np.max(np.abs(th[2:] - c[2:])) > min_dist for c in chosen):
+            chosen.append(th)
+        if len(chosen) >= k:
+            break
+    if len(chosen) < k:
+        grid = init_grid()
+        pick = np.random.default_rng(seed).choice(grid.shape[0], size=k - len(chosen), replace=False)
+        chosen.extend(grid[pick])
+    return np.array(chosen)
+
+
+def bootstrap_approach3(
+    fit: Approach3Fit,
+    n: np.ndarray,
+    d: np.ndarray,
+    loss: np.ndarray,
+    *,
+    n_boot: int = 200,
+    seed: int = 0,
+    starts: str | np.ndarray = "reduced",
+    n_starts: int = 8,
+    level: float = 0.95,
+    max_iter: int = 1000,
+    chunk: int = 20000,
+) -> Approach3Fit:
+    """Attach bootstrap draws, intervals and metadata to ``fit`` (returned). See module docstring."""
+    import time
+
+    if n_boot < 2:
+        raise ScalingInputError(f"bootstrap count must be >= 2, got {n_boot}")
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    x_raw, y_raw, ll = (
+        np.log(np.asarray(n, float)),
+        np.log(np.asarray(d, float)),
+        np.log(np.asarray(loss, float)),
+    )
+    xm, ym = float(x_raw.mean()), float(y_raw.mean())
+    x, y = x_raw - xm, y_raw - ym
+    W = resample_counts(x.size, n_boot, rng)  # (R, n)
+    if isinstance(starts, str):
+        if starts == "reduced":
+            s0 = reduced_starts(fit, n_starts, seed=seed)
+        elif starts == "full":
+            s0 = init_grid()
+        else:
+            raise ScalingInputError(f"bootstrap starts must be 'reduced', 'full' or an array; got '{starts}'")
+    else:
+        s0 = np.atleast_2d(np.asarray(starts, float))
+    K = s0.shape[0]
+    s0c = _center(s0, xm, ym, -1.0)
+    best_theta = np.full((n_boot, N_PARAMS), np.nan)
+    best_f = np.full(n_boot, np.inf)
+    best_k = np.full(n_boot, -1)
+    per_chunk = max(1, chunk // K)
+    for r0 in range(0, n_boot, per_chunk):
+        rs = np.arange(r0, min(n_boot, r0 + per_chunk))
+        prob_r = np.repeat(rs, K)  # (len(rs)·K,) resample of each problem
+        th0 = np.tile(s0c, (rs.size, 1))
+
+        def fg(
+            th: np.ndarray, rows: np.ndarray, prob_r: np.ndarray = prob_r
+        ) -> tuple[np.ndarray, np.ndarray]:
+            return objective_and_grad(th, x, y, ll, fit.delta, W[prob_r[rows]])
+
+        res = minimize_batched(fg, th0, max_iter=max_iter)
+        f = np.where(np.isfinite(res.f), res.f, np.inf).reshape(rs.size, K)
+        kbest = np.argmin(f, axis=1)
+        best_f[rs] = f[np.arange(rs.size), kbest]
+        best_k[rs] = kbest
+        best_theta[rs] = res.x.reshape(rs.size, K, N_PARAMS)[np.arange(rs.size), kbest]
+    ok = np.isfinite(best_f)
+    th = _center(best_theta, xm, ym, +1.0)
+    alpha, beta = th[:, 3], th[:, 4]
+    with np.errstate(all="ignore"):
+        A, B, E = np.exp(th[:, 0]), np.exp(th[:, 1]), np.exp(th[:, 2])
+        a, b, G = allocation_arrays(E, A, B, alpha, beta)
+    samples = {"E": E, "A": A, "B": B, "alpha": alpha, "beta": beta, "a": a, "b": b, "G": G}
+    samples = {k: np.where(ok, v, np.nan) for k, v in samples.items()}
+    samples["theta"] = np.where(ok[:, None], th, np.nan)  # (R, 5), for the gap and plots
+    fit.samples = samples
+    fit.intervals = summarize({k: v for k, v in samples.items() if k != "theta"}, level)
+    fit.bootstrap = {
+        "n": int(n_boot),
+        "seed": int(seed),
+        "level": level,
+        "unit": "runs (rows), resampled with replacement",
+        "starts": "full grid"
+        if (isinstance(starts, str) and starts == "full")
+        else f"{K} starts per resample (distinct optima of the full-grid fit, padded with grid points)",
+        "n_failed": int((~ok).sum()),
+        "n_switched": int(((best_k != 0) & ok).sum())
+        if isinstance(starts, str) and starts == "reduced"
+        else None,
+        "seconds": time.perf_counter() - t0,
+    }
+    return fit
+
+
+def _fit_budgets_arrays(
+    n: np.ndarray, d: np.ndarray, loss: np.ndarray, c: np.ndarray, labels: np.ndarray, uniq: np.ndarray
+) -> tuple[float, float, float, float, np.ndarray, np.ndarray]:
+    """(a, b, k_N, k_D, N_opt per budget, D_opt per budget); NaN where unusable/too few budgets."""
+    nb, db, cb = (np.full(uniq.size, np.nan) for _ in range(3))
+    for j, lab in enumerate(uniq):
+        m = labels == lab
+        bf = fit_budget(n[m], d[m], loss[m], float(np.exp(np.log(c[m]).mean())), require_bracketed=True)
+        cb[j] = bf.budget
+        if bf.used:
+            nb[j], db[j] = bf.n_opt, bf.d_opt
+    ok = np.isfinite(nb)
+    if ok.sum() < MIN_BUDGETS:
+        return np.nan, np.nan, np.nan, np.nan, nb, db
+    nl = fit_power_law(cb[ok], nb[ok])
+    dl = fit_power_law(cb[ok], db[ok])
+    return nl.exponent, dl.exponent, nl.coef, dl.coef, nb, db
+
+
+def bootstrap_approach2(
+    fit: Approach2Fit,
+    df: pd.DataFrame,
+    *,
+    n_boot: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+    budget_rtol: float = 0.25,
+) -> Approach2Fit:
+    """Stratified (within-budget) bootstrap of the isoFLOP fit; attaches draws and intervals."""
+    import time
+
+    if n_boot < 2:
+        raise ScalingInputError(f"bootstrap count must be >= 2, got {n_boot}")
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    labels = budget_labels(df, budget_rtol)
+    uniq = np.unique(labels)
+    n, d = df["params"].to_numpy(float), df["tokens"].to_numpy(float)
+    loss, c = df["loss"].to_numpy(float), df["flops"].to_numpy(float)
+    groups = [np.flatnonzero(labels == lab) for lab in uniq]
+    a_s, b_s, kn_s, kd_s = (np.full(n_boot, np.nan) for _ in range(4))
+    nb_s = np.full((n_boot, uniq.size), np.nan)
+    db_s = np.full((n_boot, uniq.size), np.nan)
+    for r in range(n_boot):
+        idx = np.concatenate([g[rng.integers(0, g.size, g.size)] for g in groups])
+        a_s[r], b_s[r], kn_s[r], kd_s[r], nb_s[r], db_s[r] = _fit_budgets_arrays(
+            n[idx], d[idx], loss[idx], c[idx], labels[idx], uniq
+        )
+    ok = np.isfinite(a_s)
+    G_s = kn_s * 6.0**a_s
+    fit.samples = {"a": a_s, "b": b_s, "G": G_s, "k_N": kn_s, "k_D": kd_s, "n_opt": nb_s, "d_opt": db_s}
+    fit.intervals = summarize({"a": a_s, "b": b_s, "G": G_s}, level)
+    q = (1.0 - level) / 2.0
+    with np.errstate(all="ignore"):
+        fit.budget_intervals = {
+            "n_opt": _nanq(nb_s, q).tolist(),
+            "d_opt": _nanq(db_s, q).tolist(),
+        }
+    fit.bootstrap = {
+        "n": int(n_boot),
+        "seed": int(seed),
+        "level": level,
+        "unit": "runs resampled with replacement within each budget; a budget counts in a resample only "
+        "when its minimum is bracketed by the sizes drawn",
+        "bracketed_share": np.isfinite(nb_s).mean(axis=0).tolist(),
+        "n_failed": int((~ok).sum()),
+        "seconds": time.perf_counter() - t0,
+    }
+    return fit
+
+
+def _nanq(v: np.ndarray, q: float) -> np.ndarray:
+    """(n_budgets, 2) lower/upper percentiles over draws, NaN where a budget never fitted."""
+    out = np.full((v.shape[1], 2), np.nan)
+    for j in range(v.shape[1]):
+        col = v[:, j][np.isfinite(v[:, j])]
+        if col.size >= 2:
+            out[j] = np.quantile(col, [q, 1.0 - q])
+    return out
+
+
+def bootstrap_approach1(
+    fit: Approach1Fit,
+    history: pd.DataFrame,
+    *,
+    n_boot: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+    **kw: Any,
+) -> Approach1Fit:
+    """Bootstrap over whole runs (training curves) of the envelope fit."""
+    import time
+
+    if n_boot < 2:
+        raise ScalingInputError(f"bootstrap count must be >= 2, got {n_boot}")
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    names = history["name"].unique()
+    by_name = {k: g for k, g in history.groupby("name", sort=False)}
+    a_s, b_s, G_s = (np.full(n_boot, np.nan) for _ in range(3))
+    for r in range(n_boot):
+        pick = names[rng.integers(0, names.size, names.size)]
+        uniq = np.unique(pick)  # a duplicated curve does not change a minimum
+        try:
+            f = fit_approach1(pd.concat([by_name[k] for k in uniq], ignore_index=True), quiet=True, **kw)
+        except ScalingInputError:
+            continue
+        a_s[r], b_s[r], G_s[r] = f.a, f.b, f.G
+    fit.samples = {"a": a_s, "b": b_s, "G": G_s}
+    fit.intervals = summarize(fit.samples, level)
+    fit.bootstrap = {
+        "n": int(n_boot),
+        "seed": int(seed),
+        "level": level,
+        "unit": "runs (whole training curves) resampled with replacement",
+        "n_failed": int((~np.isfinite(a_s)).sum()),
+        "seconds": time.perf_counter() - t0,
+    }
+    return fit

@@ -1,0 +1,297 @@
+"""Figures (matplotlib's object API, no pyplot state): each function returns a Figure; ``save``
+writes it as PNG and SVG. In a notebook, display a returned figure with IPython's ``display``."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from scaling.approach1 import Approach1Fit
+from scaling.approach2 import Approach2Fit
+from scaling.approach3 import Approach3Fit
+from scaling.gap import GapResult
+
+FAMILY_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+
+
+def _color(i: int) -> str:
+    return FAMILY_COLORS[i % len(FAMILY_COLORS)]
+
+
+def save(fig: Figure, out_dir: str | os.PathLike, stem: str) -> list[Path]:
+    """Write ``stem``.png and ``stem``.svg into ``out_dir`` (each via a temporary file + os.replace)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "svg"):
+        p = out / f"{stem}.{ext}"
+        tmp = out / f".{stem}.tmp.{ext}"
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format=ext)
+        os.replace(tmp, p)
+        paths.append(p)
+    return paths
+
+
+def _band(samples: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    q = (1.0 - level) / 2.0
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        return np.nanquantile(samples, q, axis=0), np.nanquantile(samples, 1.0 - q, axis=0)
+
+
+def plot_isoflop(fits: Mapping[str, tuple[pd.DataFrame, Approach2Fit]]) -> Figure:
+    """Loss against N per budget with the fitted parabolas and their vertices (one panel per family).
+    Hollow vertices are flagged (edge of the sampled sizes or flat)."""
+    k = max(len(fits), 1)
+    fig = Figure(figsize=(5.2 * k, 4.0), layout="constrained")
+    axes = fig.subplots(1, k, squeeze=False)[0]
+    for ax, (fam, (df, fit)) in zip(axes, fits.items()):
+        budgets = list(fit.budgets)
+        colors = [_cm(i, len(budgets)) for i in range(len(budgets))]
+        lab_c = np.array([b.budget for b in budgets])
+        flops = df["flops"].to_numpy(float)
+        which = np.argmin(np.abs(np.log(flops)[:, None] - np.log(lab_c)[None, :]), axis=1)
+        for j, b in enumerate(budgets):
+            m = which == j
+            ax.scatter(
+                df["params"].to_numpy()[m],
+                df["loss"].to_numpy()[m],
+                color=colors[j],
+                s=18,
+                label=f"C={b.budget:.2g}",
+            )
+            if np.isfinite(b.coeffs[2]):
+                ns = df["params"].to_numpy()[m]
+                grid = np.exp(np.linspace(np.log(ns.min()) - 0.3, np.log(ns.max()) + 0.3, 100))
+                ax.plot(grid, b.parabola(grid), color=colors[j], lw=1)
+            if b.used:
+                face = "none" if (b.edge or b.flat) else colors[j]
+                ax.scatter(
+                    [b.n_opt], [b.loss_min], marker="D", s=50, facecolors=face, edgecolors="k", zorder=5
+                )
+        ax.set_xscale("log")
+        ax.set_xlabel("parameters N")
+        ax.set_ylabel("loss (nats/token)")
+        ax.set_title(f"IsoFLOP profiles — {fam}")
+        ax.legend(fontsize=7)
+    return fig
+
+
+def _cm(i: int, n: int) -> tuple[float, float, float, float]:
+    from matplotlib import colormaps
+
+    return colormaps["viridis"](0.1 + 0.8 * (i / max(n - 1, 1)))
+
+
+def plot_frontier(
+    data: Mapping[str, pd.DataFrame],
+    a3: Mapping[str, Approach3Fit],
+    a2: Mapping[str, Approach2Fit] | None = None,
+    level: float = 0.95,
+) -> Figure:
+    """Loss against compute: every run, the Approach-3 compute-optimal frontier L*(C) (band:
+    bootstrap), and the Approach-2 isoFLOP minima."""
+    from scaling.forms import optimal_loss_arrays
+
+    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
+    ax = fig.subplots()
+    allc = np.concatenate([d["flops"].to_numpy(float) for d in data.values()])
+    cg = np.logspace(np.log10(allc.min()) - 0.3, np.log10(allc.max()) + 0.5, 120)
+    for i, (fam, df) in enumerate(data.items()):
+        col = _color(i)
+        ax.scatter(df["flops"], df["loss"], color=col, s=12, alpha=0.5, label=f"{fam} runs")
+        if fam in a3:
+            f = a3[fam]
+            ax.plot(cg, f.params.optimal_loss(cg), color=col, lw=1.5, label=f"{fam} L*(C), Approach 3")
+            if f.samples is not None:
+                th = f.samples["theta"]
+                th = th[np.isfinite(th).all(axis=1)]
+                if len(th) >= 2:
+                    lo, hi = _band(optimal_loss_arrays(th, cg), level)
+                    ax.fill_between(cg, lo, hi, color=col, alpha=0.15, lw=0)
+        if a2 and fam in a2:
+            bs = [b for b in a2[fam].budgets if b.used]
+            ax.scatter([b.budget for b in bs], [b.loss_min for b in bs], marker="D", color=col, edgecolors="k", s=40,
+                       zorder=5, label=f"{fam} isoFLOP minima")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("compute C (FLOPs)")
+    ax.set_ylabel("loss (nats/token)")
+    ax.set_title("Loss–compute frontier")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def plot_allocation(
+    a3: Mapping[str, Approach3Fit],
+    a2: Mapping[str, Approach2Fit] | None = None,
+    c_range: tuple[float, float] | None = None,
+    level: float = 0.95,
+) -> Figure:
+    """N_opt(C) and D_opt(C): Approach-2 vertices (error bars: bootstrap) and power law (band),
+    Approach-3 closed form (band)."""
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    ax_n, ax_d = fig.subplots(1, 2)
+    cs = []
+    for f in (a2 or {}).values():
+        cs += [b.budget for b in f.budgets if b.used]
+    if c_range is None:
+        c_range = (min(cs), max(cs)) if cs else (1e15, 1e20)
+    cg = np.logspace(np.log10(c_range[0]) - 0.5, np.log10(c_range[1]) + 0.5, 100)
+    fams = list(dict.fromkeys(list(a3) + list(a2 or {})))
+    for i, fam in enumerate(fams):
+        col = _color(i)
+        if a2 and fam in a2:
+            f2 = a2[fam]
+            used = [j for j, b in enumerate(f2.budgets) if b.used]
+            c_b = np.array([f2.budgets[j].budget for j in used])
+            for ax, key, law in ((ax_n, "n_opt", f2.n_law), (ax_d, "d_opt", f2.d_law)):
+                y = np.array([getattr(f2.budgets[j], key) for j in used])
+                yerr = None
+                if f2.budget_intervals is not None:
+                    iv = np.array(f2.budget_intervals[key])[used]  # (k, 2)
+                    yerr = np.abs(np.stack([y - iv[:, 0], iv[:, 1] - y]))
+                    yerr = np.where(np.isfinite(yerr), yerr, 0.0)
+                ax.errorbar(
+                    c_b,
+                    y,
+                    yerr=yerr,
+                    fmt="D",
+                    color=col,
+                    mec="k",
+                    ms=5,
+                    capsize=2,
+                    label=f"{fam} isoFLOP vertices",
+                )
+                ax.plot(
+                    cg, law(cg), color=col, ls="--", lw=1, label=f"{fam} Approach 2: ∝ C^{law.exponent:.2f}"
+                )
+                if f2.samples is not None:
+                    coef = f2.samples["k_N" if key == "n_opt" else "k_D"]
+                    ex = f2.samples["a" if key == "n_opt" else "b"]
+                    ok = np.isfinite(coef) & np.isfinite(ex)
+                    if ok.sum() >= 2:
+                        with np.errstate(all="ignore"):
+                            vals = coef[ok, None] * cg[None, :] ** ex[ok, None]
+                        lo, hi = _band(vals, level)
+                        ax.fill_between(cg, lo, hi, color=col, alpha=0.08, lw=0)
+        if fam in a3:
+            f3 = a3[fam]
+            for ax, fn, ex in ((ax_n, f3.params.n_opt, f3.params.a), (ax_d, f3.params.d_opt, f3.params.b)):
+                ax.plot(cg, fn(cg), color=col, lw=1.5, label=f"{fam} Approach 3: ∝ C^{ex:.2f}")
+            if f3.samples is not None:
+                th = f3.samples["theta"]
+                th = th[np.isfinite(th).all(axis=1) & (th[:, 3] > 0) & (th[:, 4] > 0)]
+                if len(th) >= 2:
+                    from scaling.forms import allocation_arrays
+
+                    with np.errstate(all="ignore"):  # extreme bootstrap draws overflow to inf
+                        A, B, E = np.exp(th[:, 0]), np.exp(th[:, 1]), np.exp(th[:, 2])
+                        a, b, G = allocation_arrays(E, A, B, th[:, 3], th[:, 4])
+                        c6 = cg[None, :] / 6.0
+                        bands = ((ax_n, G[:, None] * c6 ** a[:, None]), (ax_d, c6 ** b[:, None] / G[:, None]))
+                    for ax, vals in bands:
+                        lo, hi = _band(vals, level)
+                        ax.fill_between(cg, lo, hi, color=col, alpha=0.15, lw=0)
+    for ax, lab in ((ax_n, "N_opt (parameters)"), (ax_d, "D_opt (tokens)")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("compute C (FLOPs)")
+        ax.set_ylabel(lab)
+        ax.legend(fontsize=7)
+    ax_n.set_title("Compute-optimal model size")
+    ax_d.set_title("Compute-optimal tokens")
+    return fig
+
+
+def plot_contours(df: pd.DataFrame, fit: Approach3Fit, title: str = "") -> Figure:
+    """Contours of the fitted L(N, D) over the data's (N, D) range, with the runs, iso-compute lines
+    (dotted) and the compute-optimal path N_opt(C), D_opt(C)."""
+    fig = Figure(figsize=(6.0, 4.8), layout="constrained")
+    ax = fig.subplots()
+    n, d = df["params"].to_numpy(float), df["tokens"].to_numpy(float)
+    ln = np.linspace(np.log10(n.min()) - 0.5, np.log10(n.max()) + 0.5, 160)
+    ld = np.linspace(np.log10(d.min()) - 0.5, np.log10(d.max()) + 0.5, 160)
+    NN, DD = np.meshgrid(10**ln, 10**ld)
+    L = fit.params.loss(NN, DD)
+    cs = ax.contour(NN, DD, L, levels=14, cmap="viridis", linewidths=0.8)
+    ax.clabel(cs, fontsize=6, fmt="%.2f")
+    sc = ax.scatter(n, d, c=df["loss"], cmap="viridis", edgecolors="k", s=22, zorder=5)
+    fig.colorbar(sc, ax=ax, label="observed loss")
+    cmin, cmax = 6 * NN.min() * DD.min(), 6 * NN.max() * DD.max()
+    for lc in np.arange(np.ceil(np.log10(cmin)), np.floor(np.log10(cmax)) + 1):
+        nn = 10**ln
+        ax.plot(nn, 10**lc / (6 * nn), ls=":", color="grey", lw=0.6)
+    if fit.params.alpha > 0 and fit.params.beta > 0:
+        cg = np.logspace(np.log10(cmin), np.log10(cmax), 100)
+        ax.plot(
+            fit.params.n_opt(cg),
+            fit.params.d_opt(cg),
+            color="crimson",
+            lw=1.5,
+            label="compute-optimal (C = 6ND)",
+        )
+        ax.legend(fontsize=7, loc="upper left")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(10 ** ln[0], 10 ** ln[-1])
+    ax.set_ylim(10 ** ld[0], 10 ** ld[-1])
+    ax.set_xlabel("parameters N")
+    ax.set_ylabel("tokens D")
+    ax.set_title(title or "Fitted L(N, D) (Approach 3)")
+    return fig
+
+
+def plot_gap(gap: GapResult) -> Figure:
+    """The compute multiplier M(C) of ``gap.family`` against ``gap.reference`` with its band."""
+    fig = Figure(figsize=(6.0, 4.0), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(gap.c, gap.multiplier, color="k", lw=1.5, label="Approach 3 (point fit)")
+    if gap.lo is not None and gap.hi is not None:
+        lo = np.where(np.isfinite(gap.lo), gap.lo, np.nan)
+        hi = np.where(
+            np.isfinite(gap.hi), gap.hi, np.nanmax(np.where(np.isfinite(gap.hi), gap.hi, np.nan)) * 10
+        )
+        ax.fill_between(
+            gap.c,
+            lo,
+            hi,
+            color="tab:blue",
+            alpha=0.2,
+            lw=0,
+            label=f"{int(100 * (gap.level or 0))}% bootstrap",
+        )
+    emp = [e for e in gap.empirical if np.isfinite(e["multiplier"])]
+    if emp:
+        ax.scatter([e["C"] for e in emp], [e["multiplier"] for e in emp], marker="D", color="tab:orange", edgecolors="k",
+                   zorder=5, label="Approach 2 (isoFLOP minima)")  # fmt: skip
+    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"compute C of {gap.reference} (FLOPs)")
+    ax.set_ylabel(f"compute multiplier of {gap.family}")
+    ax.set_title(f"{gap.family} needs M(C)× the compute of {gap.reference} for the same loss")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def plot_envelope(history: pd.DataFrame, fit: Approach1Fit) -> Figure:
+    """Training curves (loss against compute) and their lower envelope (Approach 1)."""
+    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
+    ax = fig.subplots()
+    sizes = np.sort(history["params"].unique())
+    for _name, g in history.groupby("name", sort=False):
+        j = int(np.searchsorted(sizes, g["params"].iloc[0]))
+        ax.plot(g["flops"], g["loss"], color=_cm(j, sizes.size), lw=0.8, alpha=0.8)
+    ax.plot(fit.grid, fit.envelope_loss, color="k", lw=2, label="lower envelope")
+    ax.set_xscale("log")
+    ax.set_xlabel("compute C (FLOPs)")
+    ax.set_ylabel("loss (nats/token)")
+    ax.set_title(f"Approach 1: N_opt ∝ C^{fit.a:.2f}, D_opt ∝ C^{fit.b:.2f}")
+    ax.legend(fontsize=7)
+    return fig
