@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--grid", action="append", metavar="KEY=SPEC", help="Approach 3 start grid override, repeatable"
     )
+    r.add_argument("--runs-root", metavar="DIR", help="also fit Approach 1 from DIR/<name>/metrics.jsonl")
     r.add_argument("--no-plots", action="store_true")
     r.set_defaults(func=cmd_report)
 
@@ -223,10 +224,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         level=args.level,
         budget_rtol=args.budget_rtol,
         a3_options={"delta": args.delta, "grid": _parse_grid(args.grid)},
+        runs_root=args.runs_root,
         make_plots=not args.no_plots,
     )
     for fam, j in doc["families"].items():
-        for key in ("approach2", "approach3"):
+        for key in [k for k in ("approach1", "approach2", "approach3") if k in j]:
             v = j[key]
             if "skipped" in v:
                 print(f"{fam} {key}: SKIPPED ({v['skipped']})")

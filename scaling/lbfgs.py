@@ -47,6 +47,7 @@ class BatchResult:
         return (self.status != MAXITER) & (self.status != PRUNED)
 
 
+@np.errstate(all="ignore")  # non-finite trial points are rejected by the line search
 def minimize_batched(
     fg: FunGrad,
     x0: np.ndarray,
@@ -144,8 +145,7 @@ def minimize_batched(
             if pending.size == 0:
                 break
             curv = bad_f - fa[pending] - bad_gd * bad_t  # > 0 when the Armijo test failed
-            with np.errstate(all="ignore"):
-                t_q = -bad_gd * bad_t * bad_t / (2.0 * curv)
+            t_q = -bad_gd * bad_t * bad_t / (2.0 * curv)
             t_q = np.where(np.isfinite(t_q) & np.isfinite(bad_f), t_q, 0.1 * bad_t)
             t[pending] = np.clip(t_q, 0.1 * bad_t, 0.5 * bad_t)
         failed = np.zeros(k, dtype=bool)
@@ -155,7 +155,7 @@ def minimize_batched(
         s_k = x_new - xa
         y_k = g_new - ga
         sy_k = np.einsum("kp,kp->k", s_k, y_k)
-        upd = (~failed) & (sy_k > 1e-12 * np.einsum("kp,kp->k", y_k, y_k)) & (sy_k > 0)
+        upd = (~failed) & (sy_k > 1e-12 * np.einsum("kp,kp->k", y_k, y_k)) & (sy_k > 1e-200)
         if upd.any():
             sa[upd] = np.roll(sa[upd], -1, axis=1)
             ya[upd] = np.roll(ya[upd], -1, axis=1)

@@ -20,13 +20,14 @@ import numpy as np
 import pandas as pd
 
 from scaling import plots
+from scaling.approach1 import Approach1Fit, fit_approach1
 from scaling.approach2 import Approach2Fit, budget_labels, fit_approach2
 from scaling.approach3 import Approach3Fit, fit_approach3
 from scaling.atomic import write_json, write_text
-from scaling.bootstrap import bootstrap_approach2, bootstrap_approach3
+from scaling.bootstrap import bootstrap_approach1, bootstrap_approach2, bootstrap_approach3
 from scaling.errors import ScalingInputError
 from scaling.gap import GapResult, compute_multiplier, empirical_multiplier
-from scaling.results import Results
+from scaling.results import Results, load_run_histories
 
 
 @dataclass
@@ -35,6 +36,8 @@ class FamilyFits:
     df: pd.DataFrame
     a2: Approach2Fit | None = None
     a3: Approach3Fit | None = None
+    a1: Approach1Fit | None = None
+    history: pd.DataFrame | None = None
     skipped: dict[str, str] = field(default_factory=dict)  # approach → reason
     budgets: np.ndarray | None = None  # sampled budgets (geometric means of the groups)
 
@@ -58,11 +61,23 @@ def fit_family(
     seed: int = 0,
     budget_rtol: float = 0.25,
     a3_options: dict[str, Any] | None = None,
+    runs_root: str | os.PathLike | None = None,
     progress: Callable[[str], None] = _stderr,
 ) -> FamilyFits:
-    """Approaches 2 and 3 (+ bootstraps when n_boot ≥ 2) for one family; skips with reasons."""
+    """Approaches 2 and 3 (+ bootstraps when n_boot ≥ 2) for one family; skips with reasons.
+    With ``runs_root`` (run directories ``runs_root/<name>/``), Approach 1 too."""
     ff = FamilyFits(family=family, df=df, budgets=sampled_budgets(df, budget_rtol))
     progress(f"{family}: {len(df)} runs, {ff.budgets.size} budget(s)")
+    if runs_root is not None:
+        try:
+            ff.history = load_run_histories([Path(runs_root) / n for n in df["name"]])
+            ff.a1 = fit_approach1(ff.history, quiet=True, source=family)
+            if n_boot >= 2:
+                progress(f"{family}: Approach 1 bootstrap ({n_boot} resamples)")
+                bootstrap_approach1(ff.a1, ff.history, n_boot=n_boot, seed=seed)
+        except ScalingInputError as e:
+            ff.skipped["approach1"] = str(e)
+            progress(f"{family}: Approach 1 SKIPPED: {e}")
     try:
         ff.a2 = fit_approach2(df, budget_rtol=budget_rtol, quiet=True, source=family)
         if n_boot >= 2:
@@ -167,11 +182,13 @@ def make_report(
     level: float = 0.95,
     budget_rtol: float = 0.25,
     a3_options: dict[str, Any] | None = None,
+    runs_root: str | os.PathLike | None = None,
     make_plots: bool = True,
     progress: Callable[[str], None] = _stderr,
 ) -> dict[str, Any]:
     """Fit every family (or ``families``, in that order), compare the first two, write
-    ``fit.json``, ``report.md`` and figures into ``out_dir``; returns the fit.json content."""
+    ``fit.json``, ``report.md`` and figures into ``out_dir``; returns the fit.json content.
+    ``runs_root``: also fit Approach 1 from the runs' training curves (``runs_root/<name>/``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     fams = list(families) if families else results.families
@@ -189,13 +206,17 @@ def make_report(
             seed=seed + 1000 * i,  # independent draws per family
             budget_rtol=budget_rtol,
             a3_options=a3_options,
+            runs_root=runs_root,
             progress=progress,
         )
     warnings_all: list[str] = []
     fam_json: dict[str, Any] = {}
     for fam, ff in fits.items():
         j: dict[str, Any] = {"n_runs": int(len(ff.df))}
-        for key, fit in (("approach2", ff.a2), ("approach3", ff.a3)):
+        pairs: list[tuple[str, Any]] = [("approach2", ff.a2), ("approach3", ff.a3)]
+        if runs_root is not None:
+            pairs.insert(0, ("approach1", ff.a1))
+        for key, fit in pairs:
             if fit is not None:
                 j[key] = fit.to_dict()
                 warnings_all += [f"{fam}: {w}" for w in fit.warnings]
@@ -215,8 +236,7 @@ def make_report(
             gap_json = {"skipped": f"Approach 3 missing for {f_ if fits[f_].a3 is None else r_}"}
         else:
             allc = np.concatenate([fits[f_].budgets, fits[r_].budgets])
-            cg = np.logspace(np.log10(allc.min()) - 0.5, np.log10(allc.max()) + 0.5, 41)
-            c_eval = np.unique(np.concatenate([cg, fits[r_].budgets]))
+            c_eval = np.logspace(np.log10(allc.min()) - 0.5, np.log10(allc.max()) + 0.5, 41)
             sf = fits[f_].a3.samples["theta"] if fits[f_].a3.samples else None
             sr = fits[r_].a3.samples["theta"] if fits[r_].a3.samples else None
             progress(f"compute multiplier: {f_} vs {r_}")
@@ -233,9 +253,17 @@ def make_report(
             if fits[f_].a2 is not None and fits[r_].a2 is not None:
                 gap.empirical = empirical_multiplier(fits[f_].a2, fits[r_].a2)
             gap_json = gap.to_dict()
-            gap_json["at_budgets"] = [
-                row for row in gap_json["curve"] if np.isclose(fits[r_].budgets, row["C"]).any()
-            ]
+            at = compute_multiplier(
+                fits[f_].a3.theta,
+                fits[r_].a3.theta,
+                fits[r_].budgets,
+                family=f_,
+                reference=r_,
+                samples_f=sf,
+                samples_r=sr,
+                level=level,
+            )
+            gap_json["at_budgets"] = at.to_dict()["curve"]
     if "skipped" in gap_json:
         warnings_all.append(f"compute multiplier skipped: {gap_json['skipped']}")
 
@@ -276,6 +304,9 @@ def _write_plots(out: Path, fits: dict[str, FamilyFits], gap: GapResult | None, 
     a3 = {f: ff.a3 for f, ff in fits.items() if ff.a3 is not None}
     if a2:
         written += plots.save(plots.plot_isoflop({f: (fits[f].df, a2[f]) for f in a2}), out, "isoflop")
+    for f, ff in fits.items():
+        if ff.a1 is not None and ff.history is not None:
+            written += plots.save(plots.plot_envelope(ff.history, ff.a1), out, f"envelope_{f}")
     written += plots.save(
         plots.plot_frontier({f: ff.df for f, ff in fits.items()}, a3, a2, level), out, "frontier"
     )
@@ -316,6 +347,13 @@ def render_markdown(doc: dict[str, Any]) -> str:
     for fam, j in doc["families"].items():
         L += [f"## {fam} ({j['n_runs']} runs)", ""]
         a2, a3 = j["approach2"], j["approach3"]
+        if "approach1" in j:
+            a1 = j["approach1"]
+            L += ["### Approach 1 — lower envelope of training curves", ""]
+            if "skipped" in a1:
+                L += [f"**Skipped:** {a1['skipped']}", ""]
+            else:
+                L += _param_table(a1, ["a", "b", "G"]) + [""]
         L += ["### Approach 2 — IsoFLOP parabolas", ""]
         if "skipped" in a2:
             L += [f"**Skipped:** {a2['skipped']}", ""]

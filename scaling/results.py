@@ -134,7 +134,8 @@ def validate(df: pd.DataFrame, source: str = "results", meta: dict[str, Any] | N
         df[c] = vals
     compute = "C = 6*N*D (no flops column)"
     if "flops" in df.columns:
-        conv = (meta or {}).get("flops") or (meta or {}).get("flops_convention")
+        m = meta or {}
+        conv = m.get("flop_convention") or m.get("flops_convention") or m.get("flops")
         compute = "flops column" + (f" ({conv})" if conv else "")
     else:
         df["flops"] = 6.0 * df["params"] * df["tokens"]

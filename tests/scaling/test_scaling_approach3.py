@@ -144,8 +144,9 @@ def test_ill_determined_fit_warns():
     d = np.exp(rng.uniform(np.log(1e8), np.log(1e11), 40))
     n = np.full_like(d, 1e8)
     loss = CHINCHILLA.loss(n, d) * np.exp(0.002 * rng.standard_normal(d.size))
-    with pytest.warns(ScalingWarning, match="ill-determined"):
+    with pytest.warns(ScalingWarning) as rec:
         fit = fit_approach3(n, d, loss, grid=SMALL_GRID)
+    assert any("ill-determined" in str(r.message) for r in rec)
     assert any("ill-determined" in w for w in fit.warnings)
 
 

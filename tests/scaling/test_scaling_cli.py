@@ -96,8 +96,9 @@ def test_fit_approach1_from_history_csv(tmp_path):
         tmp_path, training_curves(CHINCHILLA, sizes, [1e21 / (6 * n) for n in sizes], points_per_run=40)
     )
     out = tmp_path / "a1.json"
-    assert main(["fit", csv, "--approach", "1", "--json", str(out)]) == 0
+    assert main(["fit", csv, "--approach", "1", "--json", str(out), "--plot", str(tmp_path)]) == 0
     assert json.loads(out.read_text())["a"] == pytest.approx(CHINCHILLA.a, abs=0.02)
+    assert (tmp_path / "envelope.png").is_file() and (tmp_path / "envelope.svg").is_file()
 
 
 @pytest.mark.parametrize(
@@ -189,12 +190,48 @@ def test_report_survives_too_little_data(tmp_path, capsys):
 def test_module_entry_point_and_no_torch(tmp_path):
     csv = _write(tmp_path, isoflop_sweep(CHINCHILLA, [1e18, 1e19, 1e20], sizes_per_budget=5))
     # -X importtime lists every module imported on stderr: the whole CLI run must not touch torch
-    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "scaling", "fit", csv, "--approach", "2", "--plot",
-                        str(tmp_path / "figs")], capture_output=True, text=True)  # fmt: skip
+    cmd = [sys.executable, "-X", "importtime", "-m", "scaling", "fit", csv, "--approach", "2"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "objective" in r.stdout and (tmp_path / "figs" / "isoflop.png").is_file()
+    assert "objective" in r.stdout
     imported = [
         line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")
     ]
-    assert "scaling.cli" in imported and "matplotlib" in imported
+    assert "scaling.cli" in imported and "scaling.plots" in imported  # the whole package was imported
     assert not [m for m in imported if m == "torch" or m.startswith("torch.")]
+
+
+def _run_dirs(root, df, points=25):
+    """A run directory per row: summary.json + a metrics.jsonl training curve ending at its tokens."""
+    for _, row in df.iterrows():
+        d = root / row["name"]
+        d.mkdir(parents=True)
+        n = float(row["params"])
+        (d / "summary.json").write_text(
+            json.dumps({"params_non_embedding": n, "params_total": n, "flops_per_token": 6 * n})
+        )
+        toks = np.logspace(np.log10(row["tokens"]) - 1.5, np.log10(row["tokens"]), points)
+        lines = [
+            json.dumps({"step": i, "tokens": float(t), "loss": float(CHINCHILLA.loss(n, t))})
+            for i, t in enumerate(toks)
+        ]
+        (d / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_report_with_runs_root_adds_approach1(tmp_path):
+    df = isoflop_sweep(CHINCHILLA, [1e18, 1e19, 1e20], sizes_per_budget=5, span=0.8, family="mdlm")
+    csv = _write(tmp_path, df)
+    _run_dirs(tmp_path / "runs", df)
+    out = tmp_path / "rep"
+    runs = ["--runs-root", str(tmp_path / "runs"), "--no-plots", *SMALL]
+    assert main(["report", csv, "--out", str(out), "--bootstrap", "4", *runs]) == 0
+    doc = json.loads((out / "fit.json").read_text())
+    a1 = doc["families"]["mdlm"]["approach1"]
+    assert a1["n_runs"] == 15 and a1["a"] == pytest.approx(CHINCHILLA.a, abs=0.1)
+    assert "Approach 1" in (out / "report.md").read_text()
+    # a missing run directory skips Approach 1 with the reason, the rest of the report still runs
+    (tmp_path / "runs" / df["name"].iloc[0] / "metrics.jsonl").unlink()
+    assert main(["report", csv, "--out", str(out), "--bootstrap", "0", *runs]) == 0
+    doc = json.loads((out / "fit.json").read_text())
+    assert "missing metrics.jsonl" in doc["families"]["mdlm"]["approach1"]["skipped"]
+    assert "a" in doc["families"]["mdlm"]["approach3"]
