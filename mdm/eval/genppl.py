@@ -321,3 +321,15 @@ def load_evaluator(
         loaded = load_run(p, device=device)
         return ProjectAR(loaded, run_tokenizer(loaded.cfg, loaded.vocab), name=f"AR run {p}")
     raise EvaluatorError(f"unknown evaluator {spec!r}; choose one of: {', '.join(EVALUATORS)}")
+
+
+def evaluate_samples(
+    evaluator: str,
+    texts: list[str],
+    sample_ids: list[Sequence[int]] | None = None,
+    device: str = "cpu",
+    max_len: int = 1024,
+    batch_size: int = 8,
+) -> dict[str, Any]:
+    """One call for ``mdm sample``: load ``evaluator`` (smollm2 | gpt2-large | AR run) and score ``texts``."""
+    return generative_perplexity(texts, load_evaluator(evaluator, device, max_len), sample_ids, batch_size)
