@@ -35,7 +35,8 @@ Local files (searched in the benchmark directory before the Hub):
 * PubMed / arXiv: jsonl with ``article`` (Hub layout) or ``article_text`` (a list of sentences, the
   original release, joined with newlines).
 
-The Hub is reached through :func:`datasets.load_dataset` (the real code path). Offline, a clear error
+The Hub is reached through :func:`datasets.load_dataset` (the real code path), streaming the requested
+split only. Offline, a clear error
 says which local files would have been used. ``hub_mirror`` (or ``$MDM_HUB_MIRROR``) maps a Hub id to a
 local directory ``<mirror>/<owner>/<name>`` laid out like the Hub repository (parquet + README configs):
 the same ``load_dataset`` call, used by the tests.
@@ -357,10 +358,16 @@ def load_hub(
             raise BenchmarkError(f"Hub mirror has no {path}")
     else:
         path, revision = src.path, src.revision
-    ds = datasets.load_dataset(path, src.name, split=split, revision=revision, cache_dir=cache_dir)
-    if src.field not in ds.column_names:
-        raise BenchmarkError(f"{src.path}: no column {src.field!r} (columns: {ds.column_names})")
-    return [_join(v) for v in ds[src.field]]
+    # streaming: only the requested split is read (LM1B's and scientific_papers' train splits are GBs)
+    ds = datasets.load_dataset(
+        path, src.name, split=split, revision=revision, cache_dir=cache_dir, streaming=True
+    )
+    rows = []
+    for rec in ds:
+        if src.field not in rec:
+            raise BenchmarkError(f"{src.path}: no column {src.field!r} (columns: {sorted(rec)})")
+        rows.append(_join(rec[src.field]))
+    return rows
 
 
 def _join(v) -> str:
