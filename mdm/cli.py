@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "mdm.commands.demo",
     "mdm.commands.sweep",
     "mdm.commands.eval",
+    "mdm.commands.sample",
     "mdm.data.cli",
 ]
 

@@ -146,6 +146,17 @@ def test_ancestral_and_cached_match_the_exact_chain(sampler):
     assert tv(empirical(ENUM, res.tokens), exact) < tv_tolerance(exact, M)
 
 
+def test_cached_reproduces_ancestral_draw_for_draw_with_fewer_calls():
+    """Same generator, time-agnostic model: the cache changes the cost, never a token."""
+    obj = make_objective("radd", ENUM)
+    model = TableModel(ENUM, random_table(2))
+    anc = draw("ancestral", obj, model, 64, seed=3, n=500)
+    calls_before = model.calls
+    cac = draw("cached", obj, model, 64, seed=3, n=500)
+    assert torch.equal(anc.tokens, cac.tokens)
+    assert cac.nfe == model.calls - calls_before and cac.extra["nfe_per_sequence"] < anc.nfe
+
+
 def test_ancestral_and_first_hitting_draw_from_the_same_distribution():
     """With exact conditionals first-hitting draws exactly p; ancestral's discretisation error (two tokens
     unmasked in one step are drawn independently) vanishes as steps grow -- computed exactly by the chain."""
