@@ -138,3 +138,27 @@ def bench_dir() -> Path:
             "benchmark files absent: set MDM_BENCHMARK_DIR or provide ../shared/benchmarks (see its README)"
         )
     return d
+
+
+def _write_hub_repo(root: Path, repo: str, configs: dict[str, dict[str, list[dict]]]) -> Path:
+    """A local directory laid out like a Hub dataset repository: parquet files + README ``configs:``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    base = root / repo
+    lines = ["---", "configs:"]
+    for cfg, splits in configs.items():
+        lines += [f"- config_name: {cfg}", "  data_files:"]
+        for split, rows in splits.items():
+            rel = f"{cfg}/{split}/0000.parquet"
+            (base / rel).parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(pa.Table.from_pylist(rows), base / rel)
+            lines += [f"  - split: {split}", f"    path: {rel}"]
+    (base / "README.md").write_text("\n".join([*lines, "---", ""]))
+    return base
+
+
+@pytest.fixture
+def hub_repo():
+    """``hub_repo(mirror_root, "owner/name", {config: {split: rows}})`` writes a Hub-like dataset repo."""
+    return _write_hub_repo

@@ -4,7 +4,6 @@ laid out like the Hub repositories), and the errors for bad input."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -105,37 +104,20 @@ def test_missing_file_and_offline_hub_errors(tmp_path):
         load_benchmark("lambada", data_dir=tmp_path)
 
 
-def _hub_repo(root: Path, repo: str, configs: dict[str, dict[str, list[dict]]]) -> None:
-    """A local directory laid out like a Hub dataset repository: parquet files + README `configs:`."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    base = root / repo
-    lines = ["---", "configs:"]
-    for cfg, splits in configs.items():
-        lines += [f"- config_name: {cfg}", "  data_files:"]
-        for split, rows in splits.items():
-            rel = f"{cfg}/{split}/0000.parquet"
-            (base / rel).parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(pa.Table.from_pylist(rows), base / rel)
-            lines += [f"  - split: {split}", f"    path: {rel}"]
-    (base / "README.md").write_text("\n".join(lines + ["---", ""]))
-
-
-def test_hub_code_path_through_a_mirror(tmp_path):
+def test_hub_code_path_through_a_mirror(tmp_path, hub_repo):
     mirror = tmp_path / "mirror"
-    _hub_repo(
+    hub_repo(
         mirror,
         "billion-word-benchmark/lm1b",
         {"plain_text": {"test": [{"text": "Hello , world ."}, {"text": "Is it ?"}]}},
     )
     paper = {"article": "We show ( a ) result @-@ free .", "abstract": "x", "section_names": "intro"}
-    _hub_repo(
+    hub_repo(
         mirror,
         "armanc/scientific_papers",
         {"pubmed": {"validation": [paper]}, "arxiv": {"validation": [paper, paper]}},
     )
-    _hub_repo(
+    hub_repo(
         mirror,
         "ptb-text-only/ptb_text_only",
         {"penn_treebank": {"validation": [{"sentence": "it was n't N"}]}},

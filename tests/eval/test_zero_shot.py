@@ -60,6 +60,27 @@ def test_ptb_and_wikitext103_in_their_published_formats(mdlm_run, tmp_path):
     assert rc == 0
 
 
+def test_lm1b_through_the_hub_code_path(mdlm_run, tmp_path, hub_repo):
+    rows = [
+        {"text": "The cat sees the red ball today ."},
+        {"text": "Her brother paints a green house , slowly ."},
+    ]
+    hub_repo(tmp_path / "mirror", "billion-word-benchmark/lm1b", {"plain_text": {"test": rows * 8}})
+    args = [
+        "eval",
+        str(mdlm_run),
+        "--benchmarks",
+        "lm1b",
+        "--hub-mirror",
+        str(tmp_path / "mirror"),
+        "--source",
+        "hub",
+    ]
+    assert main(args) == 0
+    r = json.loads((mdlm_run / "eval" / "zero_shot.json").read_text())["results"]["lm1b"]
+    assert r["rows"] == 16 and r["split"] == "test" and "billion-word-benchmark/lm1b" in r["source"]
+
+
 def test_ar_bound_is_exact_and_matches_the_objective(ar_loaded, tok):
     rows = ["The cat sees the red ball today.", "A dog follows her brother at night."] * 4
     ids = tok.encode_batch(rows)
