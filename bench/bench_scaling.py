@@ -75,7 +75,7 @@ def main() -> int:
     _, w, c = _timed(lambda: fit_approach3(n, d, loss, starts=sub, optimizer="scipy", polish=0, quiet=True))
     print(
         f"  for comparison, scipy L-BFGS-B once per start: {k} starts took wall {w:.2f} s, CPU {c:.2f} s "
-        f"-> about {w * 4500 / k:.0f} s for the full grid (extrapolated)"
+        f"-> about {w * 4500 / k:.0f} s wall / {c * 4500 / k:.0f} s CPU for the full grid (extrapolated)"
     )
 
     _, w, c = _timed(lambda: bootstrap_approach3(fit, n, d, loss, n_boot=args.resamples, seed=0))
@@ -89,7 +89,8 @@ def main() -> int:
         _, w, c = _timed(lambda: bootstrap_approach3(fit, n, d, loss, n_boot=r, seed=0, starts="full"))
         print(
             f"  full grid per resample: {r} resamples took wall {w:.2f} s, CPU {c:.2f} s -> about "
-            f"{w / r * args.resamples / 60:.0f} min for {args.resamples} (extrapolated)"
+            f"{w / r * args.resamples / 60:.0f} min wall / {c / r * args.resamples / 60:.0f} min CPU for "
+            f"{args.resamples} (extrapolated)"
         )
     return 0
 

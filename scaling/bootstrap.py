@@ -148,7 +148,7 @@ def bootstrap_approach3(
         ) -> tuple[np.ndarray, np.ndarray]:
             return objective_and_grad(th, x, y, ll, fit.delta, W[prob_r[rows]])
 
-        res = minimize_batched(fg, th0, max_iter=max_iter)
+        res = minimize_batched(fg, th0, max_iter=max_iter, groups=prob_r - rs[0])  # prune within a resample
         f = np.where(np.isfinite(res.f), res.f, np.inf).reshape(rs.size, K)
         kbest = np.argmin(f, axis=1)
         best_f[rs] = f[np.arange(rs.size), kbest]

@@ -43,3 +43,25 @@ def test_independent_quadratics_per_problem():
     )
     assert alone.x[0] == pytest.approx(r.x[7], abs=1e-10)
     assert alone.n_iter[0] == r.n_iter[7]
+
+
+def test_pruning_is_per_group():
+    # row 0: (x - 1)^2, converges to 0; rows 1 and 2: 1 + exp(-x), crawling towards 1 forever.
+    # Row 1 shares a group with row 0 (whose best is 0): hopeless and slow, so pruned. Row 2 is
+    # alone in its group: the best of its own group, never pruned.
+    from scaling.lbfgs import PRUNED
+
+    def fg(x, rows):
+        x0 = x[:, 0]
+        quad = rows == 0
+        f = np.where(quad, (x0 - 1) ** 2, 1 + np.exp(-x0))
+        g = np.where(quad, 2 * (x0 - 1), -np.exp(-x0))
+        return f, g[:, None]
+
+    x0 = np.array([[5.0], [0.0], [0.0]])
+    kw = dict(max_iter=60, gtol=0.0, ftol=0.0, prune_after=5, prune_every=5)
+    r = minimize_batched(fg, x0, groups=np.array([0, 0, 1]), **kw)
+    assert r.status[1] == PRUNED and r.status[2] != PRUNED
+    assert r.x[0, 0] == pytest.approx(1.0)
+    r_all = minimize_batched(fg, x0, **kw)  # one group: row 2 is measured against row 0 too
+    assert r_all.status[2] == PRUNED
