@@ -107,7 +107,11 @@ class Objective:
         return torch.where(masked, torch.full_like(x, self.vocab.mask_id), x), masked
 
     def clean_log_probs(self, logits: torch.Tensor) -> torch.Tensor:
-        """log p(x^l = v | ...) over real tokens: mask and padding ids get -inf (SUBS zero-masking). float32."""
+        """log p(x^l = v | ...) over real tokens: mask and padding ids get -inf (SUBS zero-masking). float32.
+
+        Writes the -inf in place into the (float32) logits to spare a (B, L, V) copy: pass a tensor the
+        caller no longer needs unmasked (a fresh network output; re-masking a cached one is harmless).
+        """
         logits = logits.float()
         logits[..., self.vocab.mask_id :] = float("-inf")
         return torch.log_softmax(logits, dim=-1)
