@@ -18,6 +18,7 @@ Parameter vector order everywhere: θ = (log A, log B, log E, α, β).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from collections.abc import Sequence
@@ -248,9 +249,10 @@ def fit_approach3(
         ends = np.empty_like(th0c)
         fs = np.empty(th0c.shape[0])
         conv = np.empty(th0c.shape[0], dtype=bool)
-        for i, th in enumerate(th0c):
-            r = optimize.minimize(fg1, th, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
-            ends[i], fs[i], conv[i] = r.x, r.fun, r.success
+        with _one_blas_thread():
+            for i, th in enumerate(th0c):
+                r = optimize.minimize(fg1, th, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
+                ends[i], fs[i], conv[i] = r.x, r.fun, r.success
     else:
         raise ScalingInputError(f"unknown optimizer '{optimizer}'; valid: 'lbfgs', 'scipy'")
     fs = np.where(np.isfinite(fs), fs, np.inf)
@@ -259,13 +261,14 @@ def fit_approach3(
     for i in order[: max(int(polish), 0)]:
         if not np.isfinite(fs[i]):
             continue
-        r = optimize.minimize(
-            fg1,
-            ends[i],
-            jac=True,
-            method="L-BFGS-B",
-            options={"maxiter": 20000, "ftol": 1e-15, "gtol": 1e-12},
-        )
+        with _one_blas_thread():
+            r = optimize.minimize(
+                fg1,
+                ends[i],
+                jac=True,
+                method="L-BFGS-B",
+                options={"maxiter": 20000, "ftol": 1e-15, "gtol": 1e-12},
+            )
         if np.isfinite(r.fun) and r.fun <= fs[i]:
             ends[i], fs[i] = r.x, r.fun
     best = int(np.argmin(fs))
@@ -298,6 +301,16 @@ def fit_approach3(
     for m in diagnose(fit, grid_bounds=_grid_bounds(theta0)):
         _note(m, fit.warnings, quiet)
     return fit
+
+
+def _one_blas_thread() -> contextlib.AbstractContextManager[Any]:
+    """scipy's L-BFGS-B makes many tiny BLAS calls; OpenBLAS's spinning worker threads slow them
+    ~25x on a busy 2-core machine. Limit BLAS to one thread when threadpoolctl is installed."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional: without it scipy just runs with the default thread count
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _note(message: str, sink: list[str], quiet: bool) -> None:
