@@ -71,6 +71,10 @@ def test_nce_end_to_end(tmp_path):
         window=1.0,
     )
     assert nll.shape == (3,) and torch.isfinite(nll).all() and (nll >= 0).all()
+    from mdm.eval.bound import estimate_bound  # `mdm eval`'s estimator dispatches edlm_* runs to edlm_bound
+
+    res = estimate_bound(run.objective, run.model, x, K=2, seed=0, batch_size=6)
+    assert res.nats_k.shape == (3, 2) and (res.tokens == L).all() and res.summary()["nats_per_token"] > 0
     energy = load_energy(RunDir.for_config(cfg).path)  # the same energy from the run dir alone
     assert isinstance(energy, NceEnergy) and energy.base_objective.registry_name == "mdlm"
 
