@@ -38,10 +38,17 @@ def add_parser(sub) -> None:
         "--top-p", type=float, default=None, help="nucleus sampling on the denoiser (absorbing samplers)"
     )
     p.add_argument("--block-size", type=int, default=None, help="semi_ar: block length (default L/4)")
-    p.add_argument("--evaluator", default=None, help="AR run (dir or checkpoint) for generative perplexity")
+    p.add_argument(
+        "--evaluator",
+        default=None,
+        help="smollm2 | gpt2-large (decoded text) or an AR run of this project (dir or checkpoint)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None, help="output JSONL (default RUN/eval/samples.jsonl)")
     p.set_defaults(func=run)
+
+
+PRETRAINED_EVALUATORS = ("smollm2", "gpt2-large")  # else --evaluator is an AR run of this project
 
 
 def default_sampler(objective) -> str:
@@ -165,11 +172,21 @@ def sample_command(args) -> dict:
     tokens = drawn["tokens"]
     entropy = unigram_entropy(tokens)
     nll = counts = None
-    if args.evaluator:
+    decode = load_decoder(run.cfg)
+    pretrained = None  # an offline pretrained LM on decoded text (mdm.eval.genppl)
+    if args.evaluator in PRETRAINED_EVALUATORS:
+        if decode is None:
+            raise ValueError(
+                f"--evaluator {args.evaluator} scores decoded text, but this run has no tokenizer"
+            )
+        from mdm.eval.genppl import evaluate_samples
+
+        ids = tokens.tolist()
+        pretrained = evaluate_samples(args.evaluator, [decode(t) for t in ids], ids, args.device)
+    elif args.evaluator:
         nll, counts = evaluate_with_ar(
             args.evaluator, run.cfg, run.vocab, tokens, args.device, args.batch_size
         )
-    decode = load_decoder(run.cfg)
     rows = []
     for i in range(len(tokens)):
         row = {"index": i, "tokens": tokens[i].tolist(), "unigram_entropy_nats": float(entropy[i])}
@@ -197,7 +214,10 @@ def sample_command(args) -> dict:
         "unigram_entropy_nats": float(entropy.mean()),
         "unigram_entropy_units": "nats per sample (empirical token distribution of each sample; max log L)",
         "evaluator": args.evaluator,
-        "gen_ppl": generative_perplexity(nll, counts) if nll is not None else None,
+        "gen_ppl": generative_perplexity(nll, counts)
+        if nll is not None
+        else (pretrained or {}).get("gen_ppl"),
+        "pretrained_evaluation": pretrained,
         "gen_nll_per_token_nats": float(nll.sum() / counts.sum()) if nll is not None else None,
         "decoded": decode is not None,
         "samples_file": str(base),

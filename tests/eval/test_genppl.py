@@ -179,3 +179,14 @@ def test_smollm2_from_pypi_prefers_real_text_to_shuffled_words():
     shuffled = [" ".join(np.random.default_rng(0).permutation(words))]
     a, b = generative_perplexity(real, lm), generative_perplexity(shuffled, lm)
     assert a["gen_ppl"] < 60 and b["gen_ppl"] > 4 * a["gen_ppl"], (a["gen_ppl"], b["gen_ppl"])
+
+
+def test_mdm_sample_with_an_offline_pretrained_evaluator(mdlm_run, tmp_path, monkeypatch, capsys):
+    """`mdm sample --evaluator smollm2` decodes the samples and scores the text (tiny GGUF stands in)."""
+    monkeypatch.setenv("MDM_SMOLLM2_GGUF", str(write_tiny_gguf(tmp_path / "tiny.gguf")))
+    out = tmp_path / "s.jsonl"
+    args = ["sample", str(mdlm_run), "--n", "2", "--steps", "4", "--evaluator", "smollm2", "--out", str(out)]
+    assert main(args) == 0
+    summary = json.loads(out.with_name("s_summary.json").read_text())
+    assert summary["gen_ppl"] == summary["pretrained_evaluation"]["gen_ppl"] > 1
+    assert summary["pretrained_evaluation"]["samples"] == 2 and summary["unigram_entropy_nats"] > 0
