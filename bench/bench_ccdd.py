@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_ccdd.py [--flops 3e11] [--seq-len 64] [--samples 64] [--runs-dir runs/bench_ccdd]
 
-Trains (or reuses, runs are idempotent) four runs of the same backbone on the synthetic source:
+Trains (or reuses: runs are idempotent) three runs of the same backbone on the synthetic source:
 
 * ``mdlm``: the baseline; it is also CCDD's frozen encoder (its token-embedding table, PCA to d_c);
 * ``ccdd``: CCDD with that encoder, the same FLOP budget C (``train.flops``; FLOPs per token from
@@ -18,9 +18,10 @@ Reports, per row, nats/token on the validation split (K stratified time samples 
   copies of the masked tokens' embeddings and is NOT a bound on -log p(x): compare it with the exact data
   entropy printed on the first line;
 
-and for samples (ancestral / joint reverse process, float64 categorical draws, ``--steps`` steps): gen-PPL
-under the AR checkpoint, the exact NLL per token under the true Markov chain, and the mean unigram entropy
-of a sample (nats), which must be read beside gen-PPL (a low-entropy sampler has a flattering gen-PPL).
+and for samples (MDLM ancestral; CCDD z-blind token-only, joint, joint + guidance; float64 categorical draws,
+``--steps`` steps): gen-PPL under the AR checkpoint, the exact NLL per token under the true Markov chain,
+and the mean unigram entropy of a sample (nats), which must be read beside gen-PPL (a low-entropy sampler
+has a flattering gen-PPL).
 The encoder's own training compute is not charged to CCDD.
 """
 
@@ -43,6 +44,7 @@ from mdm.data.synthetic import make_chain  # noqa: E402
 from mdm.loading import load_run  # noqa: E402
 from mdm.rundir import RunDir  # noqa: E402
 from mdm.sampling.base import get_sampler  # noqa: E402
+from mdm.sampling.metrics import ar_nll, generative_perplexity, unigram_entropy  # noqa: E402
 from mdm.train import prepare_run, train  # noqa: E402
 
 
@@ -92,13 +94,6 @@ def likelihood(objective, model, cfg, batches: int, time_samples: int, seed: int
     return total / count
 
 
-@torch.no_grad()
-def ar_nll(ar, samples: torch.Tensor) -> float:
-    """Nats/token of samples under the AR checkpoint (first token is context, as in its training)."""
-    batch = {"input_ids": samples}
-    return float(ar.objective.sequence_loss(ar.model, batch).sum() / ar.objective.scored_tokens(batch))
-
-
 def chain_nll(chain, samples: np.ndarray) -> tuple[float, float]:
     """(nats/token under the true chain over samples that only use its symbols, fraction of other samples)."""
     V, k = chain.vocab, chain.order
@@ -116,16 +111,6 @@ def chain_nll(chain, samples: np.ndarray) -> tuple[float, float]:
     return (tot / n if n else float("nan")), float(1 - ok.mean())
 
 
-def unigram_entropy(samples: np.ndarray) -> float:
-    """Mean over samples of the entropy (nats) of the sample's own token frequencies."""
-    out = []
-    for row in samples:
-        p = np.bincount(row) / len(row)
-        p = p[p > 0]
-        out.append(float(-(p * np.log(p)).sum()))
-    return float(np.mean(out))
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--flops", type=float, default=3e11, help="training FLOP budget C of MDLM and CCDD")
@@ -139,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-samples", type=int, default=4)
     ap.add_argument("--runs-dir", default=str(REPO / "runs" / "bench_ccdd"))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--ccdd", action="append", default=[], metavar="KEY=VALUE", help="extra overrides of the CCDD run"
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -155,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         f"objective.ccdd.encoder_run={enc}",
         f"objective.ccdd.d_cont={args.d_cont}",
         "objective.ccdd.bound=z_blind",
+        *args.ccdd,
     )
     summaries["ccdd"] = train(ccdd_cfg)
 
@@ -199,34 +188,41 @@ def main(argv: list[str] | None = None) -> int:
         },
     ]
 
-    sampler = get_sampler("ccdd")
-    gen = [{"row": "data", **score(runs["ar"], chain, torch.from_numpy(_chain_samples(chain, N, L)))}]
-    for key, w in (("mdlm", None), ("ccdd", 0.0), ("ccdd", args.guidance)):
+    gen = [
+        {
+            "row": "data",
+            "how": "true chain",
+            **score(runs["ar"], chain, torch.from_numpy(_chain_samples(chain, N, L))),
+        }
+    ]
+    plan = [
+        ("mdlm", "ccdd", None, "ancestral"),
+        ("ccdd", "ancestral", None, "z-blind, tokens only"),
+        ("ccdd", "ccdd", 0.0, "joint (tokens + z ODE)"),
+        ("ccdd", "ccdd", args.guidance, "joint, guided"),
+    ]
+    for key, name, w, how in plan:
         r = runs[key]
-        res = sampler(
-            r.objective, r.model, (N, L), args.steps, torch.Generator().manual_seed(0), guidance_scale=w
+        opts = {} if name == "ancestral" else {"guidance_scale": w}
+        res = get_sampler(name)(
+            r.objective, r.model, (N, L), args.steps, torch.Generator().manual_seed(0), **opts
         )
         gen.append(
-            {
-                "row": key,
-                "guid": w,
-                "nfe": res.nfe,
-                "wall": res.wall_s,
-                **score(runs["ar"], chain, res.tokens),
-            }
+            {"row": key, "how": how, "guid": w, "nfe": res.nfe, **score(runs["ar"], chain, res.tokens)}
         )
     _print(args, lik, gen)
     return 0
 
 
 def score(ar, chain, samples: torch.Tensor) -> dict:
-    x = samples.numpy()
-    nll, bad = chain_nll(chain, x)
+    """gen-PPL under the AR run, exact chain NLL, mean unigram entropy (mdm/sampling/metrics.py)."""
+    nll, bad = chain_nll(chain, samples.numpy())
+    gen_ppl = generative_perplexity(*ar_nll(ar.objective, ar.model, samples))
     return {
-        "gen_ppl": math.exp(ar_nll(ar, samples)),
+        "gen_ppl": gen_ppl,
         "chain_nll": nll,
         "bad": bad,
-        "entropy": unigram_entropy(x),
+        "entropy": float(unigram_entropy(samples).mean()),
     }
 
 
@@ -243,7 +239,7 @@ def _cell(r: dict, key: str, fmt: str, width: int) -> str:
 def _print(args, lik: list[dict], gen: list[dict]) -> None:
     print(
         f"\nCCDD vs MDLM at equal training FLOPs C = {args.flops:.3g} (AR evaluator: 2C); synthetic order-1 Markov "
-        f"data, L = {args.seq_len}, d_c = {args.d_cont}; {args.eval_batches} validation batches x "
+        f"data, L = {args.seq_len}, d_c = {args.d_cont} {' '.join(args.ccdd)}; {args.eval_batches} validation batches x "
         f"{args.time_samples} time samples per sequence"
     )
     head = f"{'row':<6}{'non-emb':>9}{'FLOPs/tok':>11}{'steps':>7}{'train FLOPs':>13}{'nats/tok':>10}  what"
@@ -254,14 +250,15 @@ def _print(args, lik: list[dict], gen: list[dict]) -> None:
             f"{_cell(r, 'flops', '.3g', 13)}{_cell(r, 'nats', '.4f', 10)}  {r['what']}"
         )
     print(
-        f"\nSamples: N = {args.samples}, {args.steps} steps (ccdd sampler: ancestral unmasking with float64 draws; "
-        f"+ ODE steps on z for CCDD), guidance w; data = fresh sequences from the true chain"
+        f"\nSamples: N = {args.samples}, {args.steps} steps, float64 categorical draws. ancestral: MDLM's rule "
+        f"(the ccdd sampler without z); z-blind: the ancestral sampler on CCDD's z-blind denoiser; joint: the ccdd "
+        f"sampler (tokens + deterministic ODE steps on z), guidance scale w"
     )
-    head = f"{'row':<6}{'w':>5}{'NFE':>5}{'gen-PPL(AR)':>13}{'chain NLL':>11}{'off-chain':>11}{'uni-H':>8}"
+    head = f"{'row':<6}{'sampler':<24}{'w':>5}{'NFE':>5}{'gen-PPL(AR)':>13}{'chain NLL':>11}{'off-chain':>11}{'uni-H':>8}"
     print(head + "\n" + "-" * len(head))
     for r in gen:
         print(
-            f"{r['row']:<6}{_cell(r, 'guid', '.1f', 5)}{_cell(r, 'nfe', 'd', 5)}{_cell(r, 'gen_ppl', '.3f', 13)}"
+            f"{r['row']:<6}{r['how']:<24}{_cell(r, 'guid', '.1f', 5)}{_cell(r, 'nfe', 'd', 5)}{_cell(r, 'gen_ppl', '.3f', 13)}"
             f"{_cell(r, 'chain_nll', '.4f', 11)}{_cell(r, 'bad', '.2f', 11)}{_cell(r, 'entropy', '.3f', 8)}"
         )
     print(

@@ -89,7 +89,7 @@ class CcddConfig:
     projection: str = "pca"  # pca (top principal components) | truncate (first d_cont coordinates)
     d_cont: int = 32
     process: str = "vp"  # vp: z = cos(pi s/2) z0 + sin(pi s/2) eps | flow: z = (1 - s) z0 + s eps
-    target: str = "velocity"  # eps | x0 | velocity (vp: cos*eps - sin*z0; flow: eps - z0)
+    target: str = "x0"  # x0 (z0) | eps | velocity (vp: cos*eps - sin*z0; flow: eps - z0)
     time_link: str = "shared"  # shared (s = t) | independent (s ~ U[t_min, 1]) | power (s = t^time_power)
     time_power: float = 1.0
     cont_drop: float = 0.1  # probability per sequence of a z-blind input (s = 1): enables guidance

@@ -277,6 +277,25 @@ class CCDD(MDLM):
             se = torch.where(valid, se, torch.zeros_like(se))
         return disc, se.sum(-1), n
 
+    def denoiser_log_probs(
+        self, model, z: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None, **kw
+    ) -> torch.Tensor:
+        """The z-blind denoiser p_theta(x0 | z_t, eps at level 1), (B, L, V), with SUBS carry-over.
+
+        What the token-only samplers (ancestral, cached, first-hitting, ...) and conditional evaluations
+        use: a fresh eps per call, so their draws follow the model whose bound is ``bound=z_blind``.
+        The joint reverse process (continuous z evolving with the tokens) is the ``ccdd`` sampler.
+        """
+        if not self.continuous:
+            return super().denoiser_log_probs(model, z, t, **kw)
+        eps = torch.randn(*z.shape, self.d_cont, device=z.device, generator=generator)  # (B, L, d)
+        level = torch.ones(z.shape[0], device=z.device)
+
+        def blind(x, sigma, **k):
+            return model(x, sigma, z=eps, level=level, **k)[0]
+
+        return super().denoiser_log_probs(blind, z, t, **kw)
+
     def sequence_loss(self, model, batch, t, generator=None):
         """The discrete term per sequence (B,) in nats (see the module docstring for what it bounds)."""
         if not self.continuous:

@@ -16,6 +16,8 @@ Guidance (scale w >= 0; ``objective.ccdd.guidance_scale`` unless given): with th
 renormalised over real tokens, and out_w = out_z + w (out_z - out_blind). w = 0 is the plain process.
 
 Any MDLM-family objective is accepted; without a continuous branch this is exactly ancestral sampling.
+(The token-only samplers -- ancestral, cached, first-hitting -- also run on a CCDD run, through its z-blind
+denoiser: see ``CCDD.denoiser_log_probs``.)
 """
 
 from __future__ import annotations
@@ -28,7 +30,13 @@ from mdm.diffusion.mdlm import MDLM
 from mdm.sampling.base import SampleResult, register_sampler, sample_categorical
 
 
-@register_sampler("ccdd")
+def fits_ccdd(objective) -> str | None:
+    if not isinstance(objective, MDLM):
+        return "it needs an absorbing (MDLM-family) objective such as ccdd or mdlm"
+    return None
+
+
+@register_sampler("ccdd", fits=fits_ccdd)
 @torch.no_grad()
 def sample_ccdd(
     objective,
@@ -40,10 +48,9 @@ def sample_ccdd(
     **_options,
 ) -> SampleResult:
     """Draw ``shape = (N, L)`` token sequences with ``steps`` joint reverse steps."""
-    if not isinstance(objective, MDLM):
-        raise ValueError(
-            f"sampler 'ccdd' needs an absorbing (MDLM-family) objective, got {objective.registry_name!r}"
-        )
+    why = fits_ccdd(objective)
+    if why is not None:
+        raise ValueError(f"sampler 'ccdd' does not fit objective {objective.registry_name!r}: {why}")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     continuous = getattr(objective, "d_cont", 0) > 0

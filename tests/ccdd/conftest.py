@@ -24,6 +24,17 @@ def _data_cache(ccdd_root, monkeypatch):
     monkeypatch.setenv("MDM_DATA_DIR", str(ccdd_root / "cache"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """The models here are tiny: one intra-op thread is faster, and kinder to shared cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def tiny_cfg(root: Path, *overrides: str) -> Config:
     return load([DEBUG_YAML], [f"train.runs_dir={root / 'runs'}", *DATA, *overrides])
 

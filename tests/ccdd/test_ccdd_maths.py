@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+import mdm.sampling  # noqa: F401  (registers every sampler)
 from mdm.config import ConfigError
 from mdm.diffusion import build_objective
 from mdm.diffusion.encoders import (
@@ -20,7 +21,7 @@ from mdm.diffusion.encoders import (
 from mdm.flops import count
 from mdm.models.backbone import Transformer
 from mdm.models.ccdd import resolve_layer
-from mdm.sampling.base import get_sampler
+from mdm.sampling.base import SAMPLERS, get_sampler
 from mdm.sampling.ccdd import _unmask_step
 from mdm.vocab import Vocab
 
@@ -384,3 +385,22 @@ def test_sampler_bad_input(tmp_path):
     ar = build_objective(acfg, VOCAB)
     with pytest.raises(ValueError, match="MDLM-family"):
         sampler(ar, ar.build_model(acfg, VOCAB), (2, L), 4)
+
+
+def test_token_only_samplers_use_the_z_blind_denoiser(tmp_path):
+    cfg, obj = _objective(tmp_path)
+    model = obj.build_model(cfg, VOCAB)
+    torch.nn.init.normal_(model.z_in.weight)  # make z matter
+    x = _batch(pad=False)["input_ids"]
+    z = torch.where(torch.rand(x.shape, generator=torch.Generator().manual_seed(1)) < 0.5, VOCAB.mask_id, x)
+    t = torch.full((B,), 0.5)
+    logp = obj.denoiser_log_probs(model, z, t, generator=torch.Generator().manual_seed(2))
+    eps = torch.randn(B, L, D_CONT, generator=torch.Generator().manual_seed(2))
+    ref = obj.clean_log_probs(model(z, None, z=eps, level=torch.ones(B))[0])
+    masked = z == VOCAB.mask_id
+    torch.testing.assert_close(logp[masked], ref[masked])
+    assert (logp[~masked].argmax(-1) == z[~masked]).all()  # carry-over
+    ancestral = get_sampler("ancestral") if "ancestral" in SAMPLERS else None
+    if ancestral is not None:
+        res = ancestral(obj, model, (2, L), 4, torch.Generator().manual_seed(0))
+        assert res.tokens.shape == (2, L) and res.tokens.max() < VOCAB.mask_id
