@@ -101,14 +101,18 @@ class LitDiffusion(pl.LightningModule):
         count = self.objective.scored_tokens(batch)
         global_count = self.all_gather(count).sum() if world > 1 else count
         total = torch.zeros((), device=x.device)
+        extra: dict[str, torch.Tensor] = {}  # objective-specific sums (e.g. the terms of a combined loss)
         m = self.derived.micro_batch
         for i in range(0, B, m):
             micro = {k: v[i : i + m] for k, v in batch.items()}
             out = self.objective.loss(self.model, micro, t_all[i : i + m])
             self.manual_backward(out.sum * world / global_count)
             total += out.sum.detach()
+            for k, v in out.metrics.items():
+                extra[k] = extra.get(k, 0.0) + v.detach().float()
         loss_sum = self.all_gather(total).sum() if world > 1 else total
         loss = loss_sum / global_count
+        metrics = {k: ((self.all_gather(v).sum() if world > 1 else v) / global_count).item() for k, v in extra.items()}
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"non-finite training loss ({loss.item()}) at step {self.global_step + 1}; "
@@ -134,6 +138,7 @@ class LitDiffusion(pl.LightningModule):
             "lr": lr,
             "step_time": time.perf_counter() - started,
             "tokens": B * world * x.shape[1],
+            "metrics": metrics,  # per scored token, like the loss
         }
         self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=B)
         return loss.detach()

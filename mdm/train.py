@@ -85,6 +85,7 @@ class RunCallback(pl.Callback):
                 "lr": stats["lr"],
                 "tokens_per_s": stats["tokens"] / dt if dt > 0 else None,
                 "wall_s": pl_module.wall_seconds(),
+                **stats.get("metrics", {}),
             },
         )
         if step % self.cfg.train.ckpt_every == 0 or step >= self.derived.max_steps:

@@ -188,3 +188,21 @@ def test_bf16_on_cpu_and_offline_wandb(tmp_path, monkeypatch):
     assert s["status"] == "completed" and s["val_loss"] == s["val_loss"]  # finite, not NaN
     run = RunDir.for_config(cfg)
     assert any(p.name.startswith("offline-run") for p in (run.path / "wandb").iterdir())
+
+
+def test_objective_metrics_reach_metrics_jsonl(tmp_path, monkeypatch):
+    """Extra sums an objective returns (e.g. the terms of a combined loss) are logged per scored token."""
+    from mdm.diffusion.base import LossOut
+    from mdm.diffusion.mdlm import MDLM
+
+    orig = MDLM.loss
+
+    def with_metric(self, model, batch, t=None):
+        out = orig(self, model, batch, t)
+        return LossOut(out.sum, out.count, {"twice": 2 * out.sum.detach()})
+
+    monkeypatch.setattr(MDLM, "loss", with_metric)
+    cfg = _cfg(tmp_path, "train.max_steps=2")
+    train(cfg)
+    rows = [r for r in RunDir.for_config(cfg).read_metrics() if "loss" in r]
+    assert all(r["twice"] == pytest.approx(2 * r["loss"]) for r in rows)
