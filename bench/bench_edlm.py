@@ -13,7 +13,9 @@ the AR energy and, when trained, EDLM with the NCE energy, at each importance-sa
 * wall: seconds for the whole batch of samples on this machine's CPU threads (fastest of --repeats runs
   with the same seed, so every repeat draws the same samples).
 
-Reference rows "data" give the same statistics for real validation blocks.
+Reference rows "data" give the same statistics for real validation blocks. With --bound-steps n, a second
+table gives the n-step NELBO per token of EDLM and of its base on the same Monte Carlo draws
+(mdm/eval/edlm.py: what is estimated, and how log Z is handled).
 
 Without --base/--ar/--judge/--nce, tiny models are trained (or reused: runs are idempotent) on the
 synthetic Markov source under --runs-dir: an MDLM base, an AR for the energy, a judge AR (seed 1, 2x the
@@ -151,6 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--repeats", type=int, default=3, help="time each configuration this many times; report the fastest"
     )
+    ap.add_argument(
+        "--bound-steps", type=int, default=0, help="also estimate the likelihood bound (n steps; 0: skip)"
+    )
+    ap.add_argument("--bound-samples", type=int, default=16, help="K importance samples for log Z and A_S")
+    ap.add_argument("--bound-repeats", type=int, default=4, help="Monte Carlo draws (step, x_t, S) per block")
     ap.add_argument("--out", help="also write the rows as JSON (atomically)")
     args = ap.parse_args(argv)
     if args.threads:
@@ -231,11 +238,77 @@ def main(argv: list[str] | None = None) -> int:
         line += f" {r['gen_ppl']:>8.3f}" + (f" {fmt(r['true_ppl'], '.3f'):>8}" if has_true else "")
         line += f" {r['entropy']:>7.3f} {fmt(r['nfe'], 'd'):>5} {fmt(r['scored'], 'd'):>7} {fmt(r['wall_s'], '.2f'):>7}"
         print(line)
+    bounds = []
+    if args.bound_steps:
+        bounds = likelihood_table(energies, data, args)
     if args.out:
         atomic_write_json(
-            args.out, {"rows": rows, "runs": {k: str(v) for k, v in paths.items()}, "samples": N}
+            args.out,
+            {"rows": rows, "bounds": bounds, "runs": {k: str(v) for k, v in paths.items()}, "samples": N},
         )
     return 0
+
+
+def likelihood_table(energies: dict, data: torch.Tensor, args) -> list[dict]:
+    """The n-step NELBO (mdm/eval/edlm.py) per token on validation blocks: EDLM and its base on the same draws
+    (same seed: the same step, x_t and revealed set for every row), with a standard error over blocks, the
+    optimistic plain-IS companion estimate ("plain IS") and the mean (data-augmented) log Ẑ in the window. "AR exact" is -log p_AR(x0) / L of the AR energy's model (first token
+    from the base's all-mask marginal), the likelihood EDLM-AR's process approaches as k -> inf, w = 1."""
+    from mdm.eval.edlm import edlm_bound_terms
+
+    n, K, R = args.bound_steps, args.bound_samples, args.bound_repeats
+    x = data.repeat(R, 1)  # R Monte Carlo draws per block
+    B, L = data.shape
+
+    def row(method, window, v, plain=None, log_z=None):
+        per_block = v.view(R, B).mean(0) / L  # nats/token per block
+        lz = None if log_z is None else log_z[~log_z.isnan()]
+        return {
+            "method": method,
+            "steps": n,
+            "window": window,
+            "K": K,
+            "nats_per_token": float(per_block.mean()),
+            "se": float(per_block.std() / math.sqrt(B)),
+            "plain_nats_per_token": None if plain is None else float(plain.view(R, B).mean(0).mean() / L),
+            "mean_log_z": float(lz.mean()) if lz is not None and len(lz) else None,
+        }
+
+    rows = []
+    for name, energy in energies.items():
+        if (
+            energy.kind == "ar"
+        ):  # the k -> infinity, w = 1 limit's own likelihood: -log p_AR(x0), pi_1 included
+            with torch.no_grad():
+                nll = -energy.log_p_ar(data) / L  # (B,) exact
+            rows.append(
+                {
+                    "method": "AR exact",
+                    "steps": None,
+                    "window": None,
+                    "K": None,
+                    "nats_per_token": float(nll.mean()),
+                    "se": float(nll.std() / math.sqrt(B)),
+                    "mean_log_z": None,
+                }
+            )
+        for w in args.windows:
+            res = edlm_bound_terms(
+                energy, {"input_ids": x}, n, w, K, generator=torch.Generator().manual_seed(args.seed)
+            )
+            if not any(r["method"] == "base" for r in rows):
+                rows.insert(0, row("base", None, res.base_nll))
+            rows.append(row(name, w, res.nll, res.nll_plain, res.log_z))
+    print(
+        f"\nLikelihood: {n}-step NELBO on {B} validation blocks x {R} draws, K = {K} (nats/token, SE over blocks)"
+    )
+    print(f"{'estimate':<10} {'window':>6} {'nats/tok':>9} {'SE':>7} {'plain IS':>9} {'mean log Z':>10}")
+    for r in rows:
+        w = "-" if r["window"] is None else f"{r['window']:.1f}"
+        lz = "-" if r["mean_log_z"] is None else f"{r['mean_log_z']:.3f}"
+        pl = "-" if r["plain_nats_per_token"] is None else f"{r['plain_nats_per_token']:.4f}"
+        print(f"{r['method']:<10} {w:>6} {r['nats_per_token']:>9.4f} {r['se']:>7.4f} {pl:>9} {lz:>10}")
+    return rows
 
 
 if __name__ == "__main__":

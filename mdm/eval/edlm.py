@@ -4,7 +4,7 @@ What the generative model is. The process sampled by ``mdm sample --sampler edlm
 importance.py) on the grid t_i = 1 - i/n: at a step t -> s it draws x0 from a denoiser p_i(x0 | x_t) and
 reveals each masked position to x0 with probability r = (alpha_s - alpha_t)/(1 - alpha_t) (r = 1 at the last
 step). p_i is the energy-corrected p(x0|x_t) = mu_theta(x0|x_t) exp(-E(x0,x_t)) / Z(x_t) at steps in the
-window (t > 1 - w) -- the k -> infinity limit of the sampler's importance resampling -- and the factorised
+window t in [1 - w, 1] -- the k -> infinity limit of the sampler's importance resampling -- and the factorised
 base denoiser mu_theta elsewhere.
 
 The bound. For that process (a discrete-time absorbing diffusion with a joint denoiser),
@@ -26,21 +26,31 @@ given (i, x_t, S). Inside it,
     log p(x0^S | x_t) = log mu_theta(x0^S | x_t) + log A_S - log Z,
     A_S = E_{y ~ mu_theta(.|x_t)} exp(-E(x0^S ∪ y^{rest}, x_t)),   Z = E_{y ~ mu_theta(.|x_t)} exp(-E(y, x_t)),
 
-(y^{rest}: y on the masked positions outside S) and both expectations are estimated with the same K draws
-y_1..y_K ~ mu_theta(.|x_t) (``objective.edlm.bound_samples``): log A_S ~ logmeanexp_k(-E(x0^S ∪ y_k^rest)),
-log Z ~ logmeanexp_k(-E(y_k)).
+(y^{rest}: y on the masked positions outside S), estimated from K draws y_1..y_K ~ mu_theta(.|x_t)
+(``objective.edlm.bound_samples``):
+
+    log Â_S       = logmeanexp_k -E(x0^S ∪ y_k^rest, x_t)
+    log Ẑ         = log [ (exp(-E(x0, x_t)) + sum_{k<K} exp(-E(y_k, x_t))) / K ]   (x0 takes y_K's place)
+    log Ẑ_plain   = logmeanexp_k -E(y_k, x_t)
 
 log Z. *AR energy*: exp(-E(y)) = p_AR(y) / mu_theta(y | x_t), so Z(x_t) = P_AR(the unmasked tokens of x_t),
-far from 1 (it is not dropped: dropping it would be an upper bound, log Z <= 0, but one that re-counts
-every unmasked token at every step). *NCE energy*: NCE's optimum is self-normalised (Z = 1), but a
-finite-capacity, finitely trained energy is not, so log Z is estimated exactly as for the AR energy; its
-mean is returned as a diagnostic (~0 means well self-normalised). When S is all of x_t's masked
-positions, A_S = exp(-E(x0)) is exact and only log Z is estimated.
+far from 1; it is estimated, not dropped (dropping it, log Z <= 0, would give a valid but useless bound
+that re-counts every unmasked token at every step). *NCE energy*: NCE's optimum is self-normalised
+(Z = 1), but a finite-capacity, finitely trained energy is not, so log Z is estimated the same way; the
+mean log Ẑ is returned as a diagnostic. When S is all of x_t's masked positions, A_S = exp(-E(x0)) exactly.
 
-Bias. Both log-estimators are consistent (K -> infinity) and biased low by Jensen: E log Â <= log A (makes
-the reported NLL too high, conservative) and E log Ẑ <= log Z (makes it too low). The net O(1/K) bias has no
-guaranteed sign, so with finite K the figure is an estimate of the bound (*), not a guaranteed upper
-bound. Report K beside it (and increase it to check stability).
+Bias, and the two reported figures. Both are consistent (K -> infinity). -log Â errs high by Jensen
+(E log Â <= log A). The plain log Ẑ errs low (E log Ẑ_plain <= log Z): ``nll_plain`` is optimistic, with no
+guaranteed sign overall. Putting the data sequence x0 among the K samples reverses the direction for Z
+when x0 follows the model's own posterior p(x0 | x_t) = mu exp(-E)/Z: the K-sample average with one draw
+from p and K-1 from mu has E log Ẑ >= log Z (E log(Ẑ/Z) is the KL divergence from the "one resampled
+draw" joint to mu^K; the sandwich argument of Grosse et al. 2015; cf. the EDLM paper's leave-one-out
+partition estimate). So ``nll`` -- what ``edlm_bound`` returns and `mdm eval` reports -- is an upper bound
+on (*) in expectation when the data follow the model (tested by enumeration); otherwise there is no
+guarantee, and in practice it errs high when the base proposes the data poorly. The gap between ``nll`` and ``nll_plain`` measures how far K is from enough: the
+factorised base is a poor proposal for sequence-level weights (for the AR energy, p_AR / mu varies over
+many orders of magnitude on long sequences), so report K beside the figure and check it against a
+larger K.
 """
 
 from __future__ import annotations
@@ -57,11 +67,21 @@ from mdm.sampling.importance import in_window
 
 @dataclass
 class EdlmBound:
-    nll: torch.Tensor  # (B,) float64: estimate of the EDLM n-step NELBO (*), nats per sequence
-    base_nll: torch.Tensor  # (B,) float64: the base model's n-step NELBO on the same draws
+    nll: torch.Tensor  # (B,) float64: estimate of (*) with the data-augmented Ẑ (conservative), nats/sequence
+    nll_plain: torch.Tensor  # (B,) float64: the same with plain importance-sampling Ẑ (optimistic)
+    base_nll: torch.Tensor  # (B,) float64: the base model's n-step NELBO on the same draws (exact given them)
     tokens: torch.Tensor  # (B,) positions per sequence (the per-token denominator, as MDLM)
-    log_z: torch.Tensor  # (B,) float64: mean log Ẑ(x_t) over the draws inside the window (NaN if none)
+    log_z: torch.Tensor  # (B,) float64: data-augmented log Ẑ(x_t) of the draw (NaN outside the window)
+    log_z_plain: torch.Tensor  # (B,) float64: plain log Ẑ(x_t) (NaN outside the window)
     info: dict = field(default_factory=dict)
+
+
+@dataclass
+class SubsetLogProb:
+    log_p: torch.Tensor  # (N,) log p(x0^S | z) with the data-augmented Ẑ (exact under quadrature)
+    log_p_plain: torch.Tensor  # (N,) with the plain Ẑ
+    log_z: torch.Tensor  # (N,)
+    log_z_plain: torch.Tensor  # (N,)
 
 
 @torch.no_grad()
@@ -74,34 +94,39 @@ def subset_log_prob(
     logp: torch.Tensor,
     cands: torch.Tensor,
     cand_log_weights: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """log p(x0^S | z) of the energy-corrected denoiser and log Z(z) (module docstring), both (N,) float64.
+) -> SubsetLogProb:
+    """log p(x0^S | z) of the energy-corrected denoiser and log Z(z) (module docstring), float64.
 
     x0, z: (N, L); reveal: (N, L) bool, the set S (a subset of z's masked positions); t: (N,);
-    logp: (N, L, V) base log-probs at z; cands: (N, K, L) completions y drawn from mu_theta(.|z), each
-    expectation estimated by their mean (``cand_log_weights`` None) or, for exact quadrature over an
-    enumerated set, by sum_k exp(cand_log_weights[k]) f(y_k) with normalised log weights (N, K).
-    All N*2K energies are computed in one call.
+    logp: (N, L, V) base log-probs at z; cands: (N, K, L) completions y drawn from mu_theta(.|z).
+
+    Monte Carlo (``cand_log_weights`` None): A_S by the mean over the K candidates; Z by the mean over
+    {x0, y_1..y_{K-1}} (data-augmented: x0 takes y_K's place) and, for the plain estimate, over y_1..y_K.
+    Exact quadrature over an enumerated set: ``cand_log_weights`` (N, K) normalised log weights, then
+    sum_k exp(lw_k) f(y_k) for A_S and Z (both estimates exact and equal). The N*(2K+1) energies (x0, the
+    K candidates, the K candidates with x0 on S) are computed in one call.
     """
     N, K, L = cands.shape
     y_a = torch.where(reveal[:, None, :], x0[:, None, :], cands)  # (N, K, L): x0 on S, y elsewhere
-    both = torch.cat([cands, y_a], dim=1)  # (N, 2K, L)
-    log_mu = sequence_log_prob(logp, both)  # (N, 2K)
+    seqs = torch.cat([x0[:, None, :], cands, y_a], dim=1)  # (N, 2K+1, L)
+    log_mu = sequence_log_prob(logp, seqs)  # (N, 2K+1)
+    M = 2 * K + 1
     e = energy.energy(
-        both.reshape(N * 2 * K, L),
-        z.repeat_interleave(2 * K, 0),
-        t.repeat_interleave(2 * K, 0),
-        log_mu.reshape(-1),
-    ).view(N, 2 * K)
+        seqs.reshape(N * M, L), z.repeat_interleave(M, 0), t.repeat_interleave(M, 0), log_mu.reshape(-1)
+    ).view(N, M)
+    w_x0, w_y, w_a = -e[:, 0], -e[:, 1 : K + 1], -e[:, K + 1 :]  # log weights exp(-E)
     if cand_log_weights is None:
-        lw = torch.full((N, K), -math.log(K), dtype=torch.float64, device=z.device)
+        log_k = math.log(K)
+        log_a = torch.logsumexp(w_a, -1) - log_k
+        log_z_plain = torch.logsumexp(w_y, -1) - log_k
+        log_z = torch.logsumexp(torch.cat([w_x0[:, None], w_y[:, : K - 1]], -1), -1) - log_k
     else:
         lw = cand_log_weights.double()
-    log_z = torch.logsumexp(lw - e[:, :K], dim=-1)  # (N,)
-    log_a = torch.logsumexp(lw - e[:, K:], dim=-1)  # (N,)
+        log_a = torch.logsumexp(lw + w_a, -1)
+        log_z = log_z_plain = torch.logsumexp(lw + w_y, -1)
     lp_x0 = logp.gather(-1, x0.unsqueeze(-1)).squeeze(-1).double()  # (N, L)
     log_mu_s = torch.where(reveal, lp_x0, torch.zeros_like(lp_x0)).sum(-1)  # (N,)
-    return log_mu_s + log_a - log_z, log_z
+    return SubsetLogProb(log_mu_s + log_a - log_z, log_mu_s + log_a - log_z_plain, log_z, log_z_plain)
 
 
 def step_of_time(t: torch.Tensor, steps: int, t_min: float = 0.0) -> torch.Tensor:
@@ -159,20 +184,23 @@ def edlm_bound_terms(
     logp = energy.denoiser_log_probs(z, tt)  # (B, L, V)
     lp_x0 = logp.gather(-1, x.unsqueeze(-1)).squeeze(-1).double()  # (B, L)
     base_term = -torch.where(reveal, lp_x0, torch.zeros_like(lp_x0)).sum(-1)  # (B,)
-    term = base_term.clone()
+    term, term_plain = base_term.clone(), base_term.clone()
     log_z = torch.full((B,), float("nan"), dtype=torch.float64, device=dev)
+    log_z_plain = log_z.clone()
     rows = torch.tensor([in_window(float(tb), window) for tb in t], device=dev) & reveal.any(-1)
     if rows.any():
         idx = rows.nonzero().squeeze(-1)
         cands = sample_from_log_probs(logp[idx], num_samples, generator)  # (b, K, L)
-        lps, lz = subset_log_prob(energy, x[idx], z[idx], reveal[idx], tt[idx], logp[idx], cands)
-        term[idx] = -lps
-        log_z[idx] = lz
+        sub = subset_log_prob(energy, x[idx], z[idx], reveal[idx], tt[idx], logp[idx], cands)
+        term[idx], term_plain[idx] = -sub.log_p, -sub.log_p_plain
+        log_z[idx], log_z_plain[idx] = sub.log_z, sub.log_z_plain
     return EdlmBound(
         nll=n * term,
+        nll_plain=n * term_plain,
         base_nll=n * base_term,
         tokens=torch.full((B,), float(L), dtype=torch.float64, device=dev),
         log_z=log_z,
+        log_z_plain=log_z_plain,
         info={"steps": n, "window": window, "bound_samples": num_samples, "energy": energy.kind},
     )
 
@@ -216,4 +244,4 @@ def edlm_bound(
     return edlm_bound_terms(energy, batch, n, w, k, idx, generator).nll
 
 
-__all__ = ["EdlmBound", "edlm_bound", "edlm_bound_terms", "step_of_time", "subset_log_prob"]
+__all__ = ["EdlmBound", "SubsetLogProb", "edlm_bound", "edlm_bound_terms", "step_of_time", "subset_log_prob"]
