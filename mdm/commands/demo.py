@@ -75,7 +75,7 @@ def run(args) -> int:
         print(format_plan(plan), flush=True)
         stage(3, f"training {len(plan.runs)} runs ({args.max_parallel} at a time; finished runs are skipped)")
         res = run_local(plan, max_parallel=args.max_parallel, threads=args.threads)
-        if res.interrupted:
+        if res.interrupted or res.not_started:
             print("[demo] interrupted: run `make demo` again to resume where it stopped")
             return 130
         stage(4, "collecting results")

@@ -29,12 +29,13 @@ from mdm.sweep.status import last_metrics, lock_path
 class LocalResult:
     completed: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # name -> error
-    interrupted: list[str] = field(default_factory=list)
+    interrupted: list[str] = field(default_factory=list)  # stopped by a signal after checkpointing
+    not_started: list[str] = field(default_factory=list)  # left when the launcher was stopped
     skipped: int = 0
 
     @property
     def exit_code(self) -> int:
-        if self.interrupted:
+        if self.interrupted or self.not_started:
             return 130
         return 1 if self.failed else 0
 
@@ -191,9 +192,9 @@ def run_local(
         for s, h in previous.items():
             signal.signal(s, h)
     if stop["n"]:
-        res.interrupted += [r.name for r in todo]
+        res.not_started = [r.name for r in todo]
     out(
         f"[sweep] {len(res.completed)} completed, {len(res.failed)} failed, {len(res.interrupted)} interrupted, "
-        f"{res.skipped} skipped in {time.monotonic() - t0:.0f}s"
+        f"{len(res.not_started)} not started, {res.skipped} skipped in {time.monotonic() - t0:.0f}s"
     )
     return res

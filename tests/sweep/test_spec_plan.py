@@ -130,3 +130,15 @@ def test_duplicate_run_names(tmp_path):
     )
     with pytest.raises(SweepError, match="same name 'fixed'"):
         build_plan(spec)
+
+
+def test_cli_plan_and_errors(tmp_path, capsys):
+    from mdm.cli import main
+
+    spec = write_spec(tmp_path / "s.yaml", axes={"train.seed": [0, 1]})
+    assert main(["sweep", "plan", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert "sweep test: 2 runs" in out and "tok/param" in out
+    bad = write_spec(tmp_path / "bad.yaml", axes={"train.sed": [0, 1]})
+    assert main(["sweep", "run", str(bad), "--dry-run"]) == 2
+    assert "'train.sed' is not a config key; did you mean train.seed" in capsys.readouterr().err
