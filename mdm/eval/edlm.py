@@ -144,9 +144,12 @@ def edlm_bound_terms(
     num_samples: int,
     step_index: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    max_sequences: int = 8192,
 ) -> EdlmBound:
     """One Monte Carlo draw of (*) per sequence (times n) for the EDLM and for its base model.
 
+    Energies are evaluated in chunks of at most ``max_sequences`` sequences (2K + 1 per sequence in the
+    window), which bounds memory for large K.
     ``step_index`` (B,) picks each sequence's step (uniform and stratified across the batch when None).
     """
     x = batch["input_ids"]
@@ -188,8 +191,8 @@ def edlm_bound_terms(
     log_z = torch.full((B,), float("nan"), dtype=torch.float64, device=dev)
     log_z_plain = log_z.clone()
     rows = torch.tensor([in_window(float(tb), window) for tb in t], device=dev) & reveal.any(-1)
-    if rows.any():
-        idx = rows.nonzero().squeeze(-1)
+    chunk = max(1, max_sequences // (2 * num_samples + 1))
+    for idx in rows.nonzero().squeeze(-1).split(chunk):
         cands = sample_from_log_probs(logp[idx], num_samples, generator)  # (b, K, L)
         sub = subset_log_prob(energy, x[idx], z[idx], reveal[idx], tt[idx], logp[idx], cands)
         term[idx], term_plain[idx] = -sub.log_p, -sub.log_p_plain
@@ -216,6 +219,7 @@ def edlm_bound(
     window: float | None = None,
     num_samples: int | None = None,
     ar_run: str | None = None,
+    estimator: str = "augmented",
 ) -> torch.Tensor:
     """Per-sequence estimate (B,) float64, in nats, of the EDLM likelihood bound (*) (module docstring).
 
@@ -226,8 +230,12 @@ def edlm_bound(
     i = floor(n (1 - t)/(1 - t_min)); None draws the steps here. ``generator`` drives x_t, S and the K
     importance samples. steps / window / num_samples default to the run's objective.edlm
     (bound_steps, window, bound_samples). Divide the sum over sequences by B*L for nats per token (the
-    objective's ``scored_tokens``).
+    objective's ``scored_tokens``). ``estimator``: "augmented" (default; x0 among the samples for Z, an
+    upper bound in expectation when the data follow the model) or "plain" (plain importance sampling,
+    optimistic); the two bracket (*) and meet as K grows (module docstring).
     """
+    if estimator not in ("augmented", "plain"):
+        raise ValueError(f"estimator={estimator!r} is not valid; choose one of: augmented, plain")
     if batch is None:
         raise TypeError("edlm_bound needs a batch")
     if isinstance(source, Energy):
@@ -241,7 +249,8 @@ def edlm_bound(
     idx = None
     if t is not None:
         idx = step_of_time(t.cpu(), n, float(getattr(ocfg, "t_min", 0.0) or 0.0))
-    return edlm_bound_terms(energy, batch, n, w, k, idx, generator).nll
+    out = edlm_bound_terms(energy, batch, n, w, k, idx, generator)
+    return out.nll if estimator == "augmented" else out.nll_plain
 
 
 __all__ = ["EdlmBound", "SubsetLogProb", "edlm_bound", "edlm_bound_terms", "step_of_time", "subset_log_prob"]
