@@ -25,6 +25,7 @@ from mdm.config import Config, to_dict
 from mdm.io import atomic_write_json, read_jsonl
 
 # Keys that do not change what is trained (bookkeeping, logging) and so do not enter the run name.
+_OBJECTIVE_SECTIONS = {"edlm": "edlm_nce", "ccdd": "ccdd"}  # objective sub-config -> the objective using it
 _NAME_EXCLUDED = {("train", "runs_dir"), ("train", "run_name"), ("logging",), ("eval",), ("train", "threads")}
 
 
@@ -33,6 +34,11 @@ def run_name(cfg: Config) -> str:
     if cfg.train.run_name:
         return cfg.train.run_name
     d = to_dict(cfg)
+    # Sub-sections of objectives other than the one trained do not enter the name either, so a change
+    # of, say, a CCDD default does not rename every MDLM run.
+    for sub, owner in _OBJECTIVE_SECTIONS.items():
+        if cfg.objective.name != owner:
+            d["objective"].pop(sub, None)
     for key in _NAME_EXCLUDED:
         node = d
         for k in key[:-1]:

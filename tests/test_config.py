@@ -83,3 +83,13 @@ def test_lr_schedules():
     assert lr_factor(100, d, "cosine", 0.1, 0.2) == pytest.approx(0.1)
     assert lr_factor(50, d, "wsd", 0.1, 0.2) == 1.0
     assert lr_factor(99, d, "wsd", 0.1, 0.2) == pytest.approx(0.1)
+
+
+def test_run_name_ignores_other_objectives_sections():
+    from mdm.rundir import run_name
+
+    base = run_name(load([], ["objective.name=mdlm"]))
+    assert run_name(load([], ["objective.name=mdlm", "objective.ccdd.d_cont=7"])) == base
+    assert run_name(load([], ["objective.name=mdlm", "model.depth=5"])) != base
+    ccdd = ["objective.name=ccdd", "objective.ccdd.encoder_run=x"]
+    assert run_name(load([], ccdd)) != run_name(load([], [*ccdd, "objective.ccdd.d_cont=7"]))
