@@ -112,7 +112,10 @@ class LitDiffusion(pl.LightningModule):
                 extra[k] = extra.get(k, 0.0) + v.detach().float()
         loss_sum = self.all_gather(total).sum() if world > 1 else total
         loss = loss_sum / global_count
-        metrics = {k: ((self.all_gather(v).sum() if world > 1 else v) / global_count).item() for k, v in extra.items()}
+        metrics = {
+            k: ((self.all_gather(v).sum() if world > 1 else v) / global_count).item()
+            for k, v in extra.items()
+        }
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"non-finite training loss ({loss.item()}) at step {self.global_step + 1}; "

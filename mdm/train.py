@@ -96,7 +96,10 @@ class RunCallback(pl.Callback):
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
         step = trainer.global_step
-        self._write(trainer, {"step": step, "tokens": step * self.derived.tokens_per_step, "val_loss": pl_module.val_loss})
+        self._write(
+            trainer,
+            {"step": step, "tokens": step * self.derived.tokens_per_step, "val_loss": pl_module.val_loss},
+        )
         self._last_time = time.perf_counter()
 
     def save(self, trainer: pl.Trainer, step: int) -> None:
@@ -127,7 +130,11 @@ def load_checkpoint_safely(path: Path) -> dict:
 def _precision(cfg: Config) -> str:
     if cfg.train.precision != "auto":
         return cfg.train.precision
-    return "bf16-mixed" if torch.cuda.is_available() and cfg.train.accelerator in ("auto", "gpu", "cuda") else "32-true"
+    return (
+        "bf16-mixed"
+        if torch.cuda.is_available() and cfg.train.accelerator in ("auto", "gpu", "cuda")
+        else "32-true"
+    )
 
 
 def _loggers(cfg: Config, run: RunDir):
@@ -161,7 +168,14 @@ def prepare_run(cfg: Config) -> dict[str, Any]:
     with torch.device("meta"):
         counts = count(build_model(cfg, objective, vocab))
     derived = derive(cfg, counts, _world_size(cfg))
-    return {"data_dir": data_dir, "meta": meta, "vocab": vocab, "objective": objective, "counts": counts, "derived": derived}
+    return {
+        "data_dir": data_dir,
+        "meta": meta,
+        "vocab": vocab,
+        "objective": objective,
+        "counts": counts,
+        "derived": derived,
+    }
 
 
 def train(cfg: Config) -> dict[str, Any]:
@@ -214,7 +228,9 @@ def train(cfg: Config) -> dict[str, Any]:
         run.metrics.unlink()  # rows from an attempt that never checkpointed
 
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
-    module = LitDiffusion(cfg, vocab, derived, objective=p["objective"], loader_factory=loader_factory(cfg, derived))
+    module = LitDiffusion(
+        cfg, vocab, derived, objective=p["objective"], loader_factory=loader_factory(cfg, derived)
+    )
     trainer = pl.Trainer(
         accelerator=cfg.train.accelerator,
         devices=cfg.train.devices,
@@ -277,7 +293,9 @@ def loader_factory(cfg: Config, derived: Derived):
     def make(split: str, rank: int, world: int):
         train = split == "train"
         batch = derived.per_device_batch if train else cfg.eval.batch_size
-        loader = build_loader(cfg.data, split, cfg.model.seq_len, batch, cfg.train.seed, rank, world, train=train)
+        loader = build_loader(
+            cfg.data, split, cfg.model.seq_len, batch, cfg.train.seed, rank, world, train=train
+        )
         return PositionedLoader(loader) if train else loader
 
     return make

@@ -1,9 +1,14 @@
 """Objectives and schedules. Importing this package registers every implementation by name."""
 
-from mdm.diffusion import ar, mdlm, schedules  # noqa: F401  (registration side effects)
-from mdm.diffusion import edlm  # noqa: F401  (EDLM objectives edlm_nce, edlm_ar)
-from mdm.diffusion import radd, sedd  # noqa: F401  (RADD and SEDD objectives)
-from mdm.diffusion import ccdd  # noqa: F401  (CCDD objective)
+from mdm.diffusion import (  # noqa: F401  (registration side effects)  # noqa: F401  (RADD and SEDD objectives)
+    ar,
+    ccdd,  # noqa: F401  (CCDD objective)
+    edlm,  # noqa: F401  (EDLM objectives edlm_nce, edlm_ar)
+    mdlm,
+    radd,
+    schedules,
+    sedd,
+)
 from mdm.diffusion.base import LossOut, Objective
 from mdm.diffusion.registry import OBJECTIVES, SCHEDULES, lookup
 from mdm.vocab import Vocab
