@@ -289,6 +289,7 @@ def likelihood_table(energies: dict, data: torch.Tensor, args) -> list[dict]:
                     "K": None,
                     "nats_per_token": float(nll.mean()),
                     "se": float(nll.std() / math.sqrt(B)),
+                    "plain_nats_per_token": None,
                     "mean_log_z": None,
                 }
             )
