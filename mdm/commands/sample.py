@@ -38,6 +38,7 @@ def add_parser(sub) -> None:
         "--top-p", type=float, default=None, help="nucleus sampling on the denoiser (absorbing samplers)"
     )
     p.add_argument("--block-size", type=int, default=None, help="semi_ar: block length (default L/4)")
+    p.add_argument("--ar-run", default=None, help="edlm: AR run of the AR energy (for a base mdlm/radd run)")
     p.add_argument(
         "--evaluator",
         default=None,
@@ -52,6 +53,8 @@ PRETRAINED_EVALUATORS = ("smollm2", "gpt2-large")  # else --evaluator is an AR r
 
 
 def default_sampler(objective) -> str:
+    if getattr(objective, "registry_name", "") == "edlm_nce":
+        return "edlm"
     return "analytic" if hasattr(objective, "log_scores") else "ancestral"
 
 
@@ -156,6 +159,8 @@ def sample_command(args) -> dict:
         options["top_p"] = args.top_p
     if args.block_size is not None:
         options["block_size"] = args.block_size
+    if getattr(args, "ar_run", None) is not None:
+        options["ar_run"] = args.ar_run
     started = time.perf_counter()
     drawn = draw_samples(
         run.objective,

@@ -27,6 +27,7 @@ import torch
 
 from mdm.config import ConfigError, EdlmConfig
 from mdm.diffusion.edlm import (
+    BASE_OBJECTIVES,
     Energy,
     check_edlm_config,
     effective_sample_size,
@@ -137,7 +138,18 @@ def edlm_generate(
     )
 
 
-@register_sampler("edlm")
+_ENERGIES: dict[tuple, Energy] = {}  # the last energy built by the sampler (one entry)
+
+
+def edlm_fits(objective) -> str | None:
+    """The edlm sampler runs on an edlm_nce run, or on a masked diffusion base run given ar_run."""
+    name = getattr(objective, "registry_name", "?")
+    if name == "edlm_nce" or (name in BASE_OBJECTIVES and not getattr(objective, "causal", False)):
+        return None
+    return f"it needs an edlm_nce run or a {' / '.join(BASE_OBJECTIVES)} run (with ar_run)"
+
+
+@register_sampler("edlm", fits=edlm_fits)
 def edlm_sampler(
     objective,
     model,
@@ -149,22 +161,29 @@ def edlm_sampler(
     ar_run: str | None = None,
     num_candidates: int | str | None = None,
     window: float | str | None = None,
+    device: str | torch.device | None = None,
     **options,
 ) -> SampleResult:
     """``mdm sample --sampler edlm``: an ``edlm_nce`` run samples with its trained energy; a base run
-    (mdlm | radd) needs ``ar_run=<AR run>`` (AR energy). ``num_candidates`` (k) and ``window`` default to
-    the run's ``objective.edlm`` settings (else the EdlmConfig defaults: k = 16, window = 0.2)."""
+    (mdlm | radd) needs ``ar_run=<AR run>`` (AR energy; ``mdm sample --ar-run``). ``num_candidates`` (k) and
+    ``window`` default to the run's ``objective.edlm`` settings (else the EdlmConfig defaults: k = 16,
+    window = 0.2). ``device`` is accepted for the common sampler interface; the models stay where the run
+    was loaded."""
     if options:
         raise ConfigError(
             f"unknown option(s) for the edlm sampler: {sorted(options)} "
-            f"(valid: ar_run, num_candidates, window, energy)"
+            f"(valid: ar_run, num_candidates, window, energy, device)"
         )
     if energy is None:
-        energy = energy_from(objective, model, ar_run)
+        key = (id(objective), id(model), None if ar_run is None else str(ar_run))
+        if key not in _ENERGIES:  # `mdm sample` calls once per batch: load the AR run once
+            _ENERGIES.clear()
+            _ENERGIES[key] = energy_from(objective, model, ar_run)
+        energy = _ENERGIES[key]
     ecfg = getattr(getattr(getattr(objective, "cfg", None), "objective", None), "edlm", None) or EdlmConfig()
     k = int(num_candidates) if num_candidates is not None else ecfg.num_candidates
     w = float(window) if window is not None else ecfg.window
     return edlm_generate(energy, tuple(shape), int(steps), k, w, generator)
 
 
-__all__ = ["edlm_generate", "edlm_sampler", "importance_select", "in_window", "posterior_step"]
+__all__ = ["edlm_fits", "edlm_generate", "edlm_sampler", "importance_select", "in_window", "posterior_step"]

@@ -78,6 +78,15 @@ def test_nce_end_to_end(tmp_path):
     energy = load_energy(RunDir.for_config(cfg).path)  # the same energy from the run dir alone
     assert isinstance(energy, NceEnergy) and energy.base_objective.registry_name == "mdlm"
 
+    from mdm.cli import main  # `mdm sample` on an edlm_nce run uses the edlm sampler by default
+
+    out = tmp_path / "samples.jsonl"
+    assert (
+        main(["sample", str(RunDir.for_config(cfg).path), "--steps", "4", "--n", "2", "--out", str(out)]) == 0
+    )
+    assert len(out.read_text().splitlines()) == 2
+    assert '"sampler": "edlm"' in out.with_name("samples_summary.json").read_text()
+
 
 def test_ar_energy_from_runs(fake_run):
     """The AR energy composes a base run and an AR run (loaded from disk) and samples/evaluates through them;
@@ -147,3 +156,21 @@ def test_bad_ar_runs(fake_run):
         build_objective(load([DEBUG_YAML, AR_YAML]), synthetic_vocab(16))
     with pytest.raises(ConfigError, match="needs objective.edlm.base_run and objective.edlm.ar_run"):
         load_energy(load([DEBUG_YAML, AR_YAML], [f"objective.edlm.base_run={base}"]))
+
+
+def test_mdm_sample_cli(fake_run, tmp_path, capsys):
+    """`mdm sample BASE --sampler edlm --ar-run AR` writes samples; a run of another objective is refused."""
+    import json
+
+    from mdm.cli import main
+
+    base, ar = fake_run("base"), fake_run("ar", "objective.name=ar", seed=1)
+    out = tmp_path / "s.jsonl"
+    argv = ["sample", str(base), "--sampler", "edlm", "--ar-run", str(ar), "--steps", "4", "--n", "3"]
+    assert main([*argv, "--batch-size", "2", "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["sampler"] == "edlm" and summary["n"] == 3 and len(out.read_text().splitlines()) == 3
+    assert main(["sample", str(base), "--sampler", "edlm", "--steps", "2", "--out", str(out)]) == 2
+    assert "needs an energy" in capsys.readouterr().err
+    assert main(["sample", str(ar), "--sampler", "edlm", "--steps", "2", "--out", str(out)]) == 2
+    assert "does not fit objective 'ar'" in capsys.readouterr().err
