@@ -167,7 +167,7 @@ def edlm_sampler(
     """``mdm sample --sampler edlm``: an ``edlm_nce`` run samples with its trained energy; a base run
     (mdlm | radd) needs ``ar_run=<AR run>`` (AR energy; ``mdm sample --ar-run``). ``num_candidates`` (k) and
     ``window`` default to the run's ``objective.edlm`` settings (else the EdlmConfig defaults: k = 16,
-    window = 0.2). ``device`` is accepted for the common sampler interface; the models stay where the run
+    window = 1). ``device`` is accepted for the common sampler interface; the models stay where the run
     was loaded."""
     if options:
         raise ConfigError(
