@@ -20,11 +20,11 @@ import pandas as pd
 from scipy.signal import savgol_filter
 
 from scaling.errors import ScalingInputError, warn
-from scaling.powerlaw import PowerLaw, fit_power_law
+from scaling.powerlaw import AllocationLaws, PowerLaw, fit_power_law
 
 
 @dataclass
-class Approach1Fit:
+class Approach1Fit(AllocationLaws):
     grid: np.ndarray  # (K,) compute values of the envelope
     envelope_loss: np.ndarray  # (K,)
     envelope_run: np.ndarray  # (K,) name of the winning run
@@ -38,29 +38,6 @@ class Approach1Fit:
     intervals: dict[str, dict[str, float]] | None = None
     bootstrap: dict[str, Any] | None = None
     samples: dict[str, np.ndarray] | None = field(default=None, repr=False)  # bootstrap draws, not in JSON
-
-    @property
-    def a(self) -> float:
-        return self.n_law.exponent
-
-    @property
-    def b(self) -> float:
-        return self.d_law.exponent
-
-    @property
-    def G(self) -> float:
-        return self.n_law.coef * 6.0**self.a
-
-    @property
-    def objective(self) -> float:
-        """Residual sum of squares of the ln N_opt–ln C line over the envelope grid."""
-        return self.n_law.sse
-
-    def n_opt(self, c: np.ndarray | float) -> np.ndarray:
-        return self.n_law(c)
-
-    def d_opt(self, c: np.ndarray | float) -> np.ndarray:
-        return self.d_law(c)
 
     def to_dict(self) -> dict[str, Any]:
         sizes = sorted(set(self.envelope_n.tolist()))

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.errors import ScalingInputError, warn
-from scaling.powerlaw import PowerLaw, fit_power_law
+from scaling.powerlaw import AllocationLaws, PowerLaw, fit_power_law
 from scaling.results import group_budgets, validate
 
 MIN_SIZES = 3  # a parabola has 3 coefficients
@@ -50,7 +50,7 @@ class BudgetFit:
 
 
 @dataclass
-class Approach2Fit:
+class Approach2Fit(AllocationLaws):
     budgets: list[BudgetFit]
     n_law: PowerLaw  # N_opt = k_N C^a
     d_law: PowerLaw  # D_opt = k_D C^b
@@ -60,30 +60,6 @@ class Approach2Fit:
     bootstrap: dict[str, Any] | None = None
     samples: dict[str, np.ndarray] | None = field(default=None, repr=False)  # bootstrap draws, not in JSON
     budget_intervals: dict[str, list[list[float]]] | None = None  # per used budget: [lo, hi]
-
-    @property
-    def a(self) -> float:
-        return self.n_law.exponent
-
-    @property
-    def b(self) -> float:
-        return self.d_law.exponent
-
-    @property
-    def G(self) -> float:
-        """N_opt = G (C/6)^a."""
-        return self.n_law.coef * 6.0**self.a
-
-    @property
-    def objective(self) -> float:
-        """Residual sum of squares of the ln N_opt–ln C line."""
-        return self.n_law.sse
-
-    def n_opt(self, c: np.ndarray | float) -> np.ndarray:
-        return self.n_law(c)
-
-    def d_opt(self, c: np.ndarray | float) -> np.ndarray:
-        return self.d_law(c)
 
     def tokens_per_param(self, c: np.ndarray | float) -> np.ndarray:
         return self.d_opt(c) / self.n_opt(c)

@@ -33,3 +33,37 @@ def fit_power_law(c: np.ndarray, y: np.ndarray) -> PowerLaw:
     with np.errstate(over="ignore"):
         coef = float(np.exp(k))
     return PowerLaw(coef=coef, exponent=float(p), sse=float(resid @ resid), n=int(lc.size))
+
+
+class AllocationLaws:
+    """Shared by fits that end in two power laws N_opt(C), D_opt(C) (Approaches 1 and 2).
+
+    Subclasses (dataclasses) hold ``n_law`` and ``d_law``.
+    """
+
+    n_law: PowerLaw
+    d_law: PowerLaw
+
+    @property
+    def a(self) -> float:
+        return self.n_law.exponent
+
+    @property
+    def b(self) -> float:
+        return self.d_law.exponent
+
+    @property
+    def G(self) -> float:
+        """N_opt = G (C/6)^a."""
+        return self.n_law.coef * 6.0**self.a
+
+    @property
+    def objective(self) -> float:
+        """Residual sum of squares of the ln N_opt–ln C line."""
+        return self.n_law.sse
+
+    def n_opt(self, c: np.ndarray | float) -> np.ndarray:
+        return self.n_law(c)
+
+    def d_opt(self, c: np.ndarray | float) -> np.ndarray:
+        return self.d_law(c)
