@@ -42,18 +42,7 @@ class Approach1Fit(AllocationLaws):
     def to_dict(self) -> dict[str, Any]:
         sizes = sorted(set(self.envelope_n.tolist()))
         d: dict[str, Any] = {
-            "approach": 1,
-            "E": None,
-            "A": None,
-            "B": None,
-            "alpha": None,
-            "beta": None,
-            "a": self.a,
-            "b": self.b,
-            "G": self.G,
-            "k_N": self.n_law.coef,
-            "k_D": self.d_law.coef,
-            "objective": self.objective,
+            **self.allocation_dict(1),
             "objective_note": "residual sum of squares of ln N_opt vs ln C over the envelope grid",
             "n_points": self.n_points,
             "n_runs": self.n_runs,

@@ -86,18 +86,7 @@ class Approach2Fit(AllocationLaws):
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
-            "approach": 2,
-            "E": None,
-            "A": None,
-            "B": None,
-            "alpha": None,
-            "beta": None,
-            "a": self.a,
-            "b": self.b,
-            "G": self.G,
-            "k_N": self.n_law.coef,
-            "k_D": self.d_law.coef,
-            "objective": self.objective,
+            **self.allocation_dict(2),
             "objective_note": "residual sum of squares of ln N_opt vs ln C",
             "n_points": self.n_points,
             "budgets": self.budget_table().to_dict(orient="records"),

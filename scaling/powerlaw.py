@@ -67,3 +67,20 @@ class AllocationLaws:
 
     def d_opt(self, c: np.ndarray | float) -> np.ndarray:
         return self.d_law(c)
+
+    def allocation_dict(self, approach: int) -> dict:
+        """The JSON keys every approach reports; the L(N, D) parameters are Approach 3's alone (None)."""
+        return {
+            "approach": approach,
+            "E": None,
+            "A": None,
+            "B": None,
+            "alpha": None,
+            "beta": None,
+            "a": self.a,
+            "b": self.b,
+            "G": self.G,
+            "k_N": self.n_law.coef,
+            "k_D": self.d_law.coef,
+            "objective": self.objective,
+        }
