@@ -19,6 +19,10 @@ see :mod:`mdm.sampling.base`). Time grid: t_j = 1 - j/steps, j = 0..steps (unifo
 
 Every draw is float64: Bernoulli unmasking against float64 uniforms, tokens by inverse CDF
 (:func:`mdm.sampling.base.sample_categorical`). ``top_p`` applies nucleus filtering to p_theta.
+
+Conditioning: every sampler takes ``template`` ((L,) or (B, L) ids, ``mask_id`` where to generate;
+:mod:`mdm.sampling.condition`) and starts its chain there; unmasked tokens never move, so the template's
+tokens come out unchanged and the free ones are drawn given them.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from mdm.sampling.base import (
     sample_categorical,
     top_p_filter,
 )
+from mdm.sampling.condition import start_state
 
 
 # -- compatibility checks -------------------------------------------------------------------------------
@@ -92,10 +97,10 @@ def denoiser_probs(
     return top_p_filter(logp.double().exp(), top_p)
 
 
-def _start(objective, model, shape, device):
+def _start(objective, model, shape, device, template=None):
+    """The start state: all masks, or the conditioning template (:mod:`mdm.sampling.condition`)."""
     device = device or model_device(model)
-    B, L = shape
-    return torch.full((B, L), objective.vocab.mask_id, dtype=torch.long, device=device), device
+    return start_state(template, tuple(shape), objective.vocab.mask_id, device), device
 
 
 def _rand(shape, device, generator):
@@ -113,12 +118,13 @@ def ancestral(
     generator: torch.Generator | None = None,
     top_p: float | None = None,
     device=None,
+    template: torch.Tensor | None = None,
     **_options,
 ) -> SampleResult:
     """MDLM ancestral sampling on a uniform time grid: one network call per step (until nothing is masked)."""
     check_fits("ancestral", objective)
     started = time.perf_counter()
-    z, device = _start(objective, model, shape, device)
+    z, device = _start(objective, model, shape, device, template)
     mask, nfe = objective.vocab.mask_id, 0
     grid = time_grid(steps)
     for t, s in zip(grid[:-1], grid[1:]):
@@ -143,6 +149,7 @@ def cached(
     generator: torch.Generator | None = None,
     top_p: float | None = None,
     device=None,
+    template: torch.Tensor | None = None,
     **_options,
 ) -> SampleResult:
     """Ancestral sampling that reuses a time-agnostic network's output while a row's tokens are unchanged.
@@ -154,7 +161,7 @@ def cached(
     """
     check_fits("cached", objective)
     started = time.perf_counter()
-    z, device = _start(objective, model, shape, device)
+    z, device = _start(objective, model, shape, device, template)
     B, L = z.shape
     mask, N = objective.vocab.mask_id, objective.vocab.n_real
     cache = torch.zeros(B, L, N, dtype=torch.float32, device=device)  # p_theta(.|z) of each row's last call
@@ -193,27 +200,32 @@ def first_hitting(
     generator: torch.Generator | None = None,
     top_p: float | None = None,
     device=None,
+    template: torch.Tensor | None = None,
     **_options,
 ) -> SampleResult:
-    """First-hitting sampler: exactly L network calls, one token unmasked per row per call (``steps`` unused)."""
+    """First-hitting sampler: one token unmasked per row per call, L calls (the number of masked positions of
+    the fullest row with a template); ``steps`` unused."""
     check_fits("first_hitting", objective)
     started = time.perf_counter()
-    z, device = _start(objective, model, shape, device)
+    z, device = _start(objective, model, shape, device, template)
     B, L = z.shape
     mask = objective.vocab.mask_id
     tau = torch.ones(B, dtype=torch.float64, device=device)
     rows = torch.arange(B, device=device)
-    for i in range(L):
+    calls = int((z == mask).sum(-1).max()) if B else 0  # L without a template
+    for _ in range(calls):
         masked = z == mask
-        n = float(L - i)  # masked tokens per row
+        n = masked.sum(-1).double()  # (B,) masked tokens per row
+        active = n > 0
         a_tau = objective.schedule.alpha(tau)
-        a_next = 1 - _rand((B,), device, generator) ** (1.0 / n) * (1 - a_tau)  # alpha at the next hit
-        tau = time_for_alpha(objective.schedule, a_next)
+        a_next = 1 - _rand((B,), device, generator) ** (1.0 / n.clamp(min=1)) * (1 - a_tau)  # next hit
+        tau = torch.where(active, time_for_alpha(objective.schedule, a_next), tau)
         p = denoiser_probs(objective, model, z, tau, top_p)  # (B, L, N)
         keys = torch.where(masked, _rand((B, L), device, generator), -1.0)
         pos = keys.argmax(-1)  # a uniformly chosen masked position
-        z[rows, pos] = sample_categorical(p[rows, pos], generator)
-    return SampleResult(z, L, time.perf_counter() - started, {"steps": L, "final_t": tau.cpu()})
+        drawn = sample_categorical(p[rows, pos], generator)
+        z[rows, pos] = torch.where(active, drawn, z[rows, pos])
+    return SampleResult(z, calls, time.perf_counter() - started, {"steps": calls, "final_t": tau.cpu()})
 
 
 @register_sampler("semi_ar", fits=fits_absorbing)
@@ -227,6 +239,7 @@ def semi_autoregressive(
     top_p: float | None = None,
     block_size: int | None = None,
     device=None,
+    template: torch.Tensor | None = None,
     **_options,
 ) -> SampleResult:
     """Block-wise left-to-right decoding: ``steps`` ancestral steps in total, split evenly over the blocks.
@@ -237,7 +250,7 @@ def semi_autoregressive(
     """
     check_fits("semi_ar", objective)
     started = time.perf_counter()
-    z, device = _start(objective, model, shape, device)
+    z, device = _start(objective, model, shape, device, template)
     B, L = z.shape
     block_size = block_size or max(1, L // 4)
     if not 1 <= block_size <= L:

@@ -28,6 +28,7 @@ import torch
 
 from mdm.diffusion.mdlm import MDLM
 from mdm.sampling.base import SampleResult, register_sampler, sample_categorical
+from mdm.sampling.condition import start_state
 
 
 def fits_ccdd(objective) -> str | None:
@@ -45,9 +46,12 @@ def sample_ccdd(
     steps: int,
     generator: torch.Generator | None = None,
     guidance_scale: float | None = None,
+    template: torch.Tensor | None = None,
     **_options,
 ) -> SampleResult:
-    """Draw ``shape = (N, L)`` token sequences with ``steps`` joint reverse steps."""
+    """Draw ``shape = (N, L)`` token sequences with ``steps`` joint reverse steps; ``template`` ((L,) or
+    (N, L), ``mask_id`` where to generate) fixes the token part at its other positions
+    (:mod:`mdm.sampling.condition`); the vectors z are generated everywhere."""
     why = fits_ccdd(objective)
     if why is not None:
         raise ValueError(f"sampler 'ccdd' does not fit objective {objective.registry_name!r}: {why}")
@@ -72,7 +76,7 @@ def sample_ccdd(
     device = next(model.parameters()).device
     N, L = shape
     mask_id = objective.vocab.mask_id
-    x = torch.full((N, L), mask_id, dtype=torch.long, device=device)
+    x = start_state(template, (N, L), mask_id, device)
     d = objective.d_cont if continuous else 0
     z = torch.randn(N, L, d, device=device, generator=generator) if continuous else None
     grid = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64, device=device)

@@ -37,6 +37,7 @@ from mdm.diffusion.edlm import (
     sequence_log_prob,
 )
 from mdm.sampling.base import SampleResult, register_sampler, sample_categorical
+from mdm.sampling.condition import start_state
 
 
 def posterior_step(
@@ -90,8 +91,11 @@ def edlm_generate(
     num_candidates: int = EdlmConfig.num_candidates,
     window: float = EdlmConfig.window,
     generator: torch.Generator | None = None,
+    template: torch.Tensor | None = None,
 ) -> SampleResult:
-    """Generate ``shape = (N, L)`` token sequences with EDLM (module docstring)."""
+    """Generate ``shape = (N, L)`` token sequences with EDLM (module docstring); ``template`` ((L,) or (N, L),
+    ``mask_id`` where to generate) fixes the other positions (:mod:`mdm.sampling.condition`): the chain starts
+    there, the denoiser carries them over and every candidate keeps them."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     check_edlm_config(EdlmConfig(num_candidates=num_candidates, window=window))
@@ -99,7 +103,7 @@ def edlm_generate(
     device = energy.device
     mask_id = energy.mask_id
     started = time.perf_counter()
-    x = torch.full((N, L), mask_id, dtype=torch.long, device=device)
+    x = start_state(template, (N, L), mask_id, device)
     grid = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
     alpha = energy.schedule.alpha(grid).tolist()  # alpha_{t_i}
     calls = energy_calls = scored = is_steps = 0
@@ -162,6 +166,7 @@ def edlm_sampler(
     num_candidates: int | str | None = None,
     window: float | str | None = None,
     device: str | torch.device | None = None,
+    template: torch.Tensor | None = None,
     **options,
 ) -> SampleResult:
     """``mdm sample --sampler edlm``: an ``edlm_nce`` run samples with its trained energy; a base run
@@ -172,7 +177,7 @@ def edlm_sampler(
     if options:
         raise ConfigError(
             f"unknown option(s) for the edlm sampler: {sorted(options)} "
-            f"(valid: ar_run, num_candidates, window, energy, device)"
+            f"(valid: ar_run, num_candidates, window, energy, device, template)"
         )
     if energy is None:
         key = (id(objective), id(model), None if ar_run is None else str(ar_run))
@@ -183,7 +188,7 @@ def edlm_sampler(
     ecfg = getattr(getattr(getattr(objective, "cfg", None), "objective", None), "edlm", None) or EdlmConfig()
     k = int(num_candidates) if num_candidates is not None else ecfg.num_candidates
     w = float(window) if window is not None else ecfg.window
-    return edlm_generate(energy, tuple(shape), int(steps), k, w, generator)
+    return edlm_generate(energy, tuple(shape), int(steps), k, w, generator, template)
 
 
 __all__ = ["edlm_fits", "edlm_generate", "edlm_sampler", "importance_select", "in_window", "posterior_step"]

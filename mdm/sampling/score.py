@@ -13,6 +13,10 @@ The reverse-step probabilities live with the graphs (:mod:`mdm.diffusion.graphs`
 masked positions move; masks left after the last step (possible with unnormalised scores or a schedule with
 alpha_0 < 1) are filled from the normalised conditional at the last grid time, one extra call.
 Every draw is float64 (:func:`mdm.sampling.base.sample_categorical`).
+
+Conditioning (``template``, :mod:`mdm.sampling.condition`): the absorbing graph starts at the template and
+never moves an unmasked token (exact given exact scores); the uniform graph moves every position, so the
+fixed ones are written back after every step (SEDD's infilling by projection, an approximation).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import time
 import torch
 
 from mdm.sampling.base import SampleResult, check_fits, model_device, register_sampler, sample_categorical
+from mdm.sampling.condition import start_state
 
 
 def fits_scores(objective) -> str | None:
@@ -30,7 +35,7 @@ def fits_scores(objective) -> str | None:
     return None
 
 
-def _score_sampler(kind: str, objective, model, shape, steps, generator, device, top_p):
+def _score_sampler(kind: str, objective, model, shape, steps, generator, device, top_p, template=None):
     if top_p is not None and top_p < 1.0:
         raise ValueError(
             f"sampler {kind!r} does not support top_p (it moves by scores, not a clean-token softmax)"
@@ -42,6 +47,11 @@ def _score_sampler(kind: str, objective, model, shape, steps, generator, device,
     graph, sched = objective.graph, objective.schedule
     B, L = shape
     x = graph.sample_prior((B, L), device, generator)
+    fixed = None
+    if template is not None:  # absorbing: start at the template; uniform: project after every step (SEDD)
+        tmpl = start_state(template, (B, L), objective.vocab.mask_id, device)
+        fixed = tmpl != objective.vocab.mask_id
+        x = torch.where(fixed, tmpl, x if not graph.absorbing else torch.full_like(x, graph.mask))
     grid = [1.0 - j / steps for j in range(steps + 1)]
     nfe = 0
     for t, s in zip(grid[:-1], grid[1:]):
@@ -57,6 +67,8 @@ def _score_sampler(kind: str, objective, model, shape, steps, generator, device,
             probs = graph.analytic_probs(log_s, x, sched.total_noise(tt.double()), sched.total_noise(ss))
         new = sample_categorical(probs, generator)  # (B, L) over the graph's states
         x = torch.where(x == graph.mask, new, x) if graph.absorbing else new
+        if fixed is not None and not graph.absorbing:
+            x = torch.where(fixed, tmpl, x)
     if graph.absorbing and (x == graph.mask).any():  # final denoising of what is left
         left = x == graph.mask
         t_last = torch.full((B,), grid[-2], device=device)
@@ -76,11 +88,12 @@ def euler(
     generator: torch.Generator | None = None,
     top_p: float | None = None,
     device=None,
+    template: torch.Tensor | None = None,
     **_options,
 ) -> SampleResult:
     """SEDD Euler (first-order tau-leaping) sampler, one network call per step."""
     check_fits("euler", objective)
-    return _score_sampler("euler", objective, model, shape, steps, generator, device, top_p)
+    return _score_sampler("euler", objective, model, shape, steps, generator, device, top_p, template)
 
 
 @register_sampler("analytic", fits=fits_scores)
@@ -93,8 +106,9 @@ def analytic(
     generator: torch.Generator | None = None,
     top_p: float | None = None,
     device=None,
+    template: torch.Tensor | None = None,
     **_options,
 ) -> SampleResult:
     """SEDD analytic (Tweedie tau-leaping) sampler, one network call per step."""
     check_fits("analytic", objective)
-    return _score_sampler("analytic", objective, model, shape, steps, generator, device, top_p)
+    return _score_sampler("analytic", objective, model, shape, steps, generator, device, top_p, template)

@@ -134,7 +134,7 @@ def test_unigram_entropy_in_nats():
         ("sedd", ["--sampler", "cached"], r"time-agnostic network.*samplers that fit: .*analytic"),
         ("sedd_uniform", ["--sampler", "ancestral"], r"samplers that fit: analytic, euler"),
         ("radd", ["--sampler", "euler"], r"score-based"),
-        ("ar", [], r"does not fit objective 'ar'"),
+        ("ar", ["--sampler", "ancestral"], r"does not fit objective 'ar'.*samplers that fit: ar"),
         ("radd", ["--evaluator", "RADD"], r"must be an 'ar' run"),
         ("radd", ["--length", "99"], r"--length 99"),
         ("radd", ["--n", "0"], r"--n must be >= 1"),

@@ -321,7 +321,7 @@ def test_samplers_that_do_not_fit_the_objective_say_which_do():
         check_fits("ancestral", sedd_uniform)
     with pytest.raises(SamplerMismatchError, match="score-based.*samplers that fit: .*first_hitting"):
         check_fits("euler", make_objective("mdlm", ENUM))
-    with pytest.raises(SamplerMismatchError, match="samplers that fit: none"):
+    with pytest.raises(SamplerMismatchError, match="samplers that fit: ar$"):
         check_fits("ancestral", make_objective("ar", ENUM))
     with pytest.raises(ValueError, match="top_p"):
         draw("euler", sedd_uniform, ExactUniformScores(ENUM), 4, n=2, top_p=0.9)
