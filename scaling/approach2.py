@@ -9,6 +9,20 @@ log–log space gives N_opt = k_N C^a and D_opt = k_D C^b; G = k_N·6^a so that 
 Flags per budget: ``edge`` (the vertex lies outside the sampled sizes, or the lowest observed loss
 is at the smallest or largest size: the minimum was not bracketed) and ``flat`` (curvature not
 significantly positive: p2 ≤ 0, or p2 < 2 standard errors when there are > 3 sizes).
+
+A budget is *used* in the power laws only when its parabola opens upward AND its vertex lies
+within its sampled sizes: a vertex outside them is an extrapolation of the parabola, and N_opt
+there can be anything (a near-flat parabola puts it decades away). The bootstrap
+(:func:`scaling.bootstrap.bootstrap_approach2`) applies the same rule to every resample and fits
+the same budgets, so the point estimate and its interval describe the same estimator. (Before,
+the point fit used extrapolated vertices that the bootstrap dropped: on a demo-like sweep this
+gave a = 1.16 with a 95% interval [−2.98, 0.38].)
+
+FLOP convention: with C from the ``flops`` column and N the non-embedding parameter count,
+C/(N·D) is not a constant at small widths (the output head and attention add FLOPs not counted in
+N), so a + b ≠ 1 even for a perfect fit: with s = d ln(C/D)/d ln N across the runs (C/D = FLOPs
+per token), D_opt = C/fpt(N_opt) gives b = 1 − s·a, i.e. a + b = 1 + a(1 − s).
+``flops_per_token_slope`` reports s and :mod:`scaling.checks` compares a + b with it.
 """
 
 from __future__ import annotations
@@ -41,6 +55,7 @@ class BudgetFit:
     flat: bool
     used: bool
     note: str = ""
+    bracketed: bool = False  # the vertex lies within the sampled sizes
 
     def parabola(self, n: np.ndarray) -> np.ndarray:
         """The fitted parabola's loss at sizes ``n``."""
@@ -59,7 +74,8 @@ class Approach2Fit(AllocationLaws):
     intervals: dict[str, dict[str, float]] | None = None
     bootstrap: dict[str, Any] | None = None
     samples: dict[str, np.ndarray] | None = field(default=None, repr=False)  # bootstrap draws, not in JSON
-    budget_intervals: dict[str, list[list[float]]] | None = None  # per used budget: [lo, hi]
+    budget_intervals: dict[str, list[list[float]]] | None = None  # per budget: [lo, hi]
+    flops_per_token_slope: float = 1.0  # s = d ln(C/D) / d ln N over the runs (1 when C = k·N·D)
 
     def tokens_per_param(self, c: np.ndarray | float) -> np.ndarray:
         return self.d_opt(c) / self.n_opt(c)
@@ -78,6 +94,7 @@ class Approach2Fit(AllocationLaws):
                     "edge": b.edge,
                     "flat": b.flat,
                     "used": b.used,
+                    "bracketed": b.bracketed,
                     "note": b.note,
                 }
                 for b in self.budgets
@@ -89,6 +106,9 @@ class Approach2Fit(AllocationLaws):
             **self.allocation_dict(2),
             "objective_note": "residual sum of squares of ln N_opt vs ln C",
             "n_points": self.n_points,
+            "a_plus_b": self.a + self.b,
+            "flops_per_token_slope": self.flops_per_token_slope,
+            "a_plus_b_expected": 1.0 + self.a * (1.0 - self.flops_per_token_slope),
             "budgets": self.budget_table().to_dict(orient="records"),
             "warnings": list(self.warnings),
         }
@@ -100,13 +120,19 @@ class Approach2Fit(AllocationLaws):
 
 
 def fit_budget(
-    n: np.ndarray, d: np.ndarray, loss: np.ndarray, c: float, require_bracketed: bool = False
+    n: np.ndarray,
+    d: np.ndarray,
+    loss: np.ndarray,
+    c: float,
+    size_range: tuple[float, float] | None = None,
 ) -> BudgetFit:
     """Fit one isoFLOP parabola (n, d, loss: runs at budget c). Needs ≥ 3 distinct sizes.
 
-    ``require_bracketed``: mark the budget unusable unless the vertex lies within the sampled
-    sizes (the bootstrap uses this, so a resample with a near-flat parabola cannot put N_opt at
-    10^25)."""
+    The budget is usable (``used``) when the parabola opens upward and its vertex lies within
+    the sampled sizes (otherwise N_opt would be an extrapolation: a near-flat parabola can put
+    it at 10^25). ``size_range`` (N_min, N_max): the sizes the sweep sampled at this budget, for
+    that test, when ``n`` is a bootstrap resample (the design is fixed: a resample that happens
+    to miss the largest size does not make the sweep's range smaller); default: n's range."""
     x = np.log(n)
     n_sizes = int(np.unique(x).size)
     if n_sizes < MIN_SIZES:
@@ -135,9 +161,17 @@ def fit_budget(
     slope, icpt = np.polyfit(x, np.log(d), 1)
     d_opt = float(np.exp(icpt + slope * xv))
     i_min = int(np.argmin(loss))
-    edge = bool(xv < x.min() or xv > x.max() or x[i_min] == x.min() or x[i_min] == x.max())
+    lo_x, hi_x = (
+        (x.min(), x.max()) if size_range is None else np.log(np.asarray(size_range, dtype=np.float64))
+    )
+    bracketed = bool(lo_x <= xv <= hi_x)
+    edge = bool(not bracketed or x[i_min] == x.min() or x[i_min] == x.max())
     note = []
-    if edge:
+    if p2 > 0 and not bracketed:
+        note.append(
+            "minimum at the edge of the sampled sizes: the vertex lies outside them (N_opt would be an extrapolation)"
+        )
+    elif edge:
         note.append("minimum at the edge of the sampled sizes")
     if flat:
         note.append("flat parabola (curvature not significantly > 0)")
@@ -152,8 +186,19 @@ def fit_budget(
         loss_min=float(lmin),
         edge=edge,
         flat=flat,
-        used=p2 > 0 and (not require_bracketed or bool(x.min() <= xv <= x.max())),
+        used=bool(p2 > 0 and bracketed),
         note="; ".join(note),
+        bracketed=bracketed,
+    )
+
+
+def flops_per_token_slope(n: np.ndarray, d: np.ndarray, c: np.ndarray) -> float:
+    """s = slope of ln(C/D) (FLOPs per token) against ln N over the runs; 1 when C = k·N·D."""
+    x = np.log(np.asarray(n, dtype=np.float64))
+    if np.ptp(x) == 0:
+        return 1.0
+    return float(
+        np.polyfit(x, np.log(np.asarray(c, dtype=np.float64) / np.asarray(d, dtype=np.float64)), 1)[0]
     )
 
 
@@ -176,8 +221,9 @@ def fit_approach2(
 ) -> Approach2Fit:
     """IsoFLOP fit of one family's runs (columns params, tokens, loss, flops or C = 6ND).
 
-    Budgets with < 3 distinct sizes or a downward parabola are skipped (with a warning);
-    ``drop_edge`` also skips budgets whose minimum is at the edge. Raises ScalingInputError when
+    Budgets with < 3 distinct sizes, a downward parabola or a vertex outside the sampled sizes
+    are skipped (with a warning); ``drop_edge`` also skips budgets whose lowest observed loss is
+    at the smallest or largest size. Raises ScalingInputError when
     fewer than 2 budgets remain.
     """
     df = validate(df, source=source).df if not {"flops", "name", "family"} <= set(df.columns) else df
@@ -197,9 +243,7 @@ def fit_approach2(
         if not bf.used:
             msgs.append(f"Approach 2: budget C={c:.3g} skipped: {bf.note or 'edge minimum (drop_edge)'}")
         elif bf.edge or bf.flat:
-            msgs.append(
-                f"Approach 2: budget C={c:.3g}: {bf.note}; its N_opt is an extrapolation or poorly determined"
-            )
+            msgs.append(f"Approach 2: budget C={c:.3g}: {bf.note}; its N_opt is poorly determined")
     used = [b for b in fits if b.used]
     if len(used) < MIN_BUDGETS:
         desc = ", ".join(
@@ -216,7 +260,13 @@ def fit_approach2(
         msgs.append(
             "Approach 2: only 2 usable budgets: the power laws pass exactly through them (no residual check)"
         )
-    fit = Approach2Fit(budgets=fits, n_law=n_law, d_law=d_law, n_points=int(sum(b.n_runs for b in used)))
+    fit = Approach2Fit(
+        budgets=fits,
+        n_law=n_law,
+        d_law=d_law,
+        n_points=int(sum(b.n_runs for b in used)),
+        flops_per_token_slope=flops_per_token_slope(n_all, d_all, c_all),
+    )
     for m_ in msgs:
         if quiet:
             fit.warnings.append(m_)

@@ -7,11 +7,12 @@
   grid (``starts="full"`` does that, 4,500 × more work). ``n_switched`` counts resamples whose best
   end point did not come from the full fit's optimum (a sign of several competing minima).
 * Approach 2: runs are resampled within each budget (stratified), so every budget keeps its
-  number of runs. In a resample a budget counts only if its parabola opens upward and its vertex
-  lies within the sizes drawn (with ~5 sizes a resample often holds 3 distinct ones, and a
-  near-flat parabola through them would put N_opt anywhere): the intervals are conditional on
-  the minimum being bracketed, and ``bracketed_share`` reports per budget how often it was.
-  Resamples left with fewer than 2 usable budgets are counted as failed.
+  number of runs. Each resample refits exactly the budgets the point fit used, with the point
+  fit's rule (upward parabola, vertex within the budget's sampled sizes: with ~5 sizes a
+  resample often holds 3 distinct ones, and a near-flat parabola through them would put N_opt
+  anywhere; the range is the sweep's design, not the sizes a resample happened to draw). A
+  resample in which one of them fails is a failed draw, not refitted on fewer budgets; the
+  intervals are conditional on success, and ``failed_share`` says how often that was not so.
 * Approach 1: whole runs (training curves) are resampled.
 
 Intervals are percentile intervals at ``level`` (default 95%); SE is the standard deviation of the
@@ -182,25 +183,6 @@ def bootstrap_approach3(
     return fit
 
 
-def _fit_budgets_arrays(
-    n: np.ndarray, d: np.ndarray, loss: np.ndarray, c: np.ndarray, labels: np.ndarray, uniq: np.ndarray
-) -> tuple[float, float, float, float, np.ndarray, np.ndarray]:
-    """(a, b, k_N, k_D, N_opt per budget, D_opt per budget); NaN where unusable/too few budgets."""
-    nb, db, cb = (np.full(uniq.size, np.nan) for _ in range(3))
-    for j, lab in enumerate(uniq):
-        m = labels == lab
-        bf = fit_budget(n[m], d[m], loss[m], float(np.exp(np.log(c[m]).mean())), require_bracketed=True)
-        cb[j] = bf.budget
-        if bf.used:
-            nb[j], db[j] = bf.n_opt, bf.d_opt
-    ok = np.isfinite(nb)
-    if ok.sum() < MIN_BUDGETS:
-        return np.nan, np.nan, np.nan, np.nan, nb, db
-    nl = fit_power_law(cb[ok], nb[ok])
-    dl = fit_power_law(cb[ok], db[ok])
-    return nl.exponent, dl.exponent, nl.coef, dl.coef, nb, db
-
-
 def bootstrap_approach2(
     fit: Approach2Fit,
     df: pd.DataFrame,
@@ -210,7 +192,14 @@ def bootstrap_approach2(
     level: float = 0.95,
     budget_rtol: float = 0.25,
 ) -> Approach2Fit:
-    """Stratified (within-budget) bootstrap of the isoFLOP fit; attaches draws and intervals."""
+    """Stratified (within-budget) bootstrap of the isoFLOP fit; attaches draws and intervals.
+
+    Every resample refits the budgets the point fit used, with the point fit's rule (upward
+    parabola, ≥ 3 distinct sizes, vertex within the budget's sampled sizes), and fits the power
+    laws over all of them. A
+    resample in which one of them fails the rule is a failed draw (counted in ``n_failed``, per
+    budget in ``failed_by_budget``); it is not refitted on the remaining budgets, which would be
+    a different estimator (the cause of point estimates outside their own intervals)."""
     import time
 
     if n_boot < 2:
@@ -219,35 +208,68 @@ def bootstrap_approach2(
     rng = np.random.default_rng(seed)
     labels = budget_labels(df, budget_rtol)
     uniq = np.unique(labels)
-    n, d = df["params"].to_numpy(float), df["tokens"].to_numpy(float)
-    loss, c = df["loss"].to_numpy(float), df["flops"].to_numpy(float)
-    groups = [np.flatnonzero(labels == lab) for lab in uniq]
-    a_s, b_s, kn_s, kd_s = (np.full(n_boot, np.nan) for _ in range(4))
-    nb_s = np.full((n_boot, uniq.size), np.nan)
-    db_s = np.full((n_boot, uniq.size), np.nan)
-    for r in range(n_boot):
-        idx = np.concatenate([g[rng.integers(0, g.size, g.size)] for g in groups])
-        a_s[r], b_s[r], kn_s[r], kd_s[r], nb_s[r], db_s[r] = _fit_budgets_arrays(
-            n[idx], d[idx], loss[idx], c[idx], labels[idx], uniq
+    if uniq.size != len(fit.budgets):
+        raise ScalingInputError(
+            f"bootstrap: {uniq.size} budget groups in the data but the fit has {len(fit.budgets)}; "
+            "use the same budget_rtol for the fit and its bootstrap"
         )
+    n, d = df["params"].to_numpy(float), df["tokens"].to_numpy(float)
+    loss = df["loss"].to_numpy(float)
+    groups = [np.flatnonzero(labels == lab) for lab in uniq]
+    used = [j for j, b in enumerate(fit.budgets) if b.used]
+    cb = np.array([fit.budgets[j].budget for j in used])
+    nb = len(fit.budgets)
+    a_s, b_s, kn_s, kd_s = (np.full(n_boot, np.nan) for _ in range(4))
+    nb_s, db_s, lb_s = (np.full((n_boot, nb), np.nan) for _ in range(3))
+    failed_by = np.zeros(nb, dtype=int)
+    ranges = {j: (float(n[groups[j]].min()), float(n[groups[j]].max())) for j in used}
+    for r in range(n_boot):
+        ok = True
+        for j in used:
+            g = groups[j][rng.integers(0, groups[j].size, groups[j].size)]
+            bf = fit_budget(n[g], d[g], loss[g], fit.budgets[j].budget, size_range=ranges[j])
+            if bf.used:
+                nb_s[r, j], db_s[r, j], lb_s[r, j] = bf.n_opt, bf.d_opt, bf.loss_min
+            else:
+                failed_by[j] += 1
+                ok = False
+        if ok and len(used) >= MIN_BUDGETS:
+            nl = fit_power_law(cb, nb_s[r, used])
+            dl = fit_power_law(cb, db_s[r, used])
+            a_s[r], b_s[r], kn_s[r], kd_s[r] = nl.exponent, dl.exponent, nl.coef, dl.coef
     ok = np.isfinite(a_s)
     G_s = kn_s * 6.0**a_s
-    fit.samples = {"a": a_s, "b": b_s, "G": G_s, "k_N": kn_s, "k_D": kd_s, "n_opt": nb_s, "d_opt": db_s}
-    fit.intervals = summarize({"a": a_s, "b": b_s, "G": G_s}, level)
+    fit.samples = {
+        "a": a_s,
+        "b": b_s,
+        "G": G_s,
+        "k_N": kn_s,
+        "k_D": kd_s,
+        "n_opt": np.where(ok[:, None], nb_s, np.nan),
+        "d_opt": np.where(ok[:, None], db_s, np.nan),
+        "loss_min": np.where(ok[:, None], lb_s, np.nan),
+    }
+    fit.intervals = summarize({"a": a_s, "b": b_s, "G": G_s, "a_plus_b": a_s + b_s}, level)
     q = (1.0 - level) / 2.0
     with np.errstate(all="ignore"):
         fit.budget_intervals = {
-            "n_opt": _nanq(nb_s, q).tolist(),
-            "d_opt": _nanq(db_s, q).tolist(),
+            "n_opt": _nanq(fit.samples["n_opt"], q).tolist(),
+            "d_opt": _nanq(fit.samples["d_opt"], q).tolist(),
+            "loss_min": _nanq(fit.samples["loss_min"], q).tolist(),
         }
     fit.bootstrap = {
         "n": int(n_boot),
         "seed": int(seed),
         "level": level,
-        "unit": "runs resampled with replacement within each budget; a budget counts in a resample only "
-        "when its minimum is bracketed by the sizes drawn",
-        "bracketed_share": np.isfinite(nb_s).mean(axis=0).tolist(),
+        "unit": "runs resampled with replacement within each budget; every resample refits the budgets the "
+        "point fit used (upward parabola, >= 3 distinct sizes, vertex within the budget's sampled sizes) and "
+        "fails if one of them does not",
+        "bracketed_share": [
+            float(1.0 - failed_by[j] / n_boot) if fit.budgets[j].used else None for j in range(nb)
+        ],
+        "failed_by_budget": failed_by.tolist(),
         "n_failed": int((~ok).sum()),
+        "failed_share": float((~ok).mean()),
         "seconds": time.perf_counter() - t0,
     }
     return fit

@@ -11,6 +11,7 @@ import argparse
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -176,8 +177,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
             names = ["isoflop", "allocation"]
     else:
         if args.runs_root:
-            from pathlib import Path
-
             dirs = [Path(args.runs_root) / n for n in df["name"]]
             hist = load_run_histories(dirs, params_key=args.params_key)
         else:
@@ -232,20 +231,40 @@ def cmd_report(args: argparse.Namespace) -> int:
             v = j[key]
             if "skipped" in v:
                 print(f"{fam} {key}: SKIPPED ({v['skipped']})")
+            elif v.get("status") == "flagged":
+                print(f"{fam} {key}: FLAGGED, not a result ({'; '.join(v['reasons'])})")
             else:
                 iv = (v.get("intervals") or {}).get("a", {})
                 ci = f" [{_fmt(iv.get('lo'))}, {_fmt(iv.get('hi'))}]" if iv else ""
                 print(f"{fam} {key}: a = {_fmt(v['a'])}{ci}, b = {_fmt(v['b'])}")
-    g = doc["gap"]
-    if "skipped" in g:
-        print(f"multiplier: SKIPPED ({g['skipped']})")
+    comp = doc.get("comparison") or {}
+    if "family" not in comp:
+        print(f"comparison: SKIPPED ({'; '.join(comp.get('reasons') or ['not computed'])})")
     else:
-        for r in g.get("at_budgets") or []:
-            print(f"multiplier {g['family']} vs {g['reference']} at C={r['C']:.3g}: {_fmt(r['multiplier'])} "
-                  f"[{_fmt(r.get('lo'))}, {_fmt(r.get('hi'))}]")  # fmt: skip
+        c_ref = comp["C_reference"]["flops"]
+        for key, what in (("multiplier", f"multiplier {comp['family']} vs {comp['reference']}"),
+                          ("nopt_ratio", f"N_opt({comp['reference']})/N_opt({comp['family']})")):  # fmt: skip
+            e = comp[key]
+            if e["status"] == "ok":
+                ci = e.get("ci95")
+                ci_s = f" [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else ""
+                print(f"{what} at C={c_ref:.3g}: {_fmt(e['value'])}{ci_s} ({e['method']})")
+            else:
+                print(f"{what} at C={c_ref:.3g}: NOT REPORTED ({e['status']}: {'; '.join(e['reasons'])})")
     for w in doc["warnings"]:
         print(f"WARNING: {w}", file=sys.stderr)
-    print(f"wrote {args.out}/report.md")
+    print(f"wrote {Path(args.out) / 'report.md'}")
+    fitted = [
+        (fam, k)
+        for fam, j in doc["families"].items()
+        for k in ("approach1", "approach2", "approach3")
+        if k in j and "skipped" not in j[k]
+    ]
+    if not fitted:
+        first = next(iter(doc["families"].values()))
+        why = first.get("approach3", {}).get("skipped") or first.get("approach2", {}).get("skipped")
+        print(f"error: every fit was skipped ({why})", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -45,40 +45,57 @@ def _band(samples: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndar
         return np.nanquantile(samples, q, axis=0), np.nanquantile(samples, 1.0 - q, axis=0)
 
 
-def plot_isoflop(fits: Mapping[str, tuple[pd.DataFrame, Approach2Fit]]) -> Figure:
-    """Loss against N per budget with the fitted parabolas and their vertices (one panel per family).
-    Hollow vertices are flagged (edge of the sampled sizes or flat)."""
+FAMILY_CMAPS = ("Blues", "Oranges", "Greens", "Reds", "Purples", "Greys")
+
+
+def plot_isoflop(
+    fits: Mapping[str, tuple[pd.DataFrame, Approach2Fit | None]],
+    valid: Mapping[str, bool] | None = None,
+    notes: Mapping[str, str] | None = None,
+    budget_rtol: float = 0.25,
+) -> Figure:
+    """Loss against N per budget, one panel per family, each family in its own colour (shades:
+    budgets). Every family's runs are drawn; the fitted parabolas and their vertices only where
+    the family's Approach 2 exists and is ``valid`` (default: when it exists), and only for the
+    budgets it used. Hollow vertices are flagged (edge of the sampled sizes or flat)."""
+    from matplotlib import colormaps
+
+    from scaling.approach2 import budget_labels
+
     k = max(len(fits), 1)
     fig = Figure(figsize=(5.2 * k, 4.0), layout="constrained")
     axes = fig.subplots(1, k, squeeze=False)[0]
-    for ax, (fam, (df, fit)) in zip(axes, fits.items()):
-        budgets = list(fit.budgets)
-        colors = [_cm(i, len(budgets)) for i in range(len(budgets))]
-        lab_c = np.array([b.budget for b in budgets])
-        flops = df["flops"].to_numpy(float)
-        which = np.argmin(np.abs(np.log(flops)[:, None] - np.log(lab_c)[None, :]), axis=1)
-        for j, b in enumerate(budgets):
-            m = which == j
-            ax.scatter(
-                df["params"].to_numpy()[m],
-                df["loss"].to_numpy()[m],
-                color=colors[j],
-                s=18,
-                label=f"C={b.budget:.2g}",
-            )
-            if np.isfinite(b.coeffs[2]):
-                ns = df["params"].to_numpy()[m]
+    for i, (ax, (fam, (df, fit))) in enumerate(zip(axes, fits.items())):
+        ok = fit is not None and (valid is None or bool(valid.get(fam, True)))
+        cmap = colormaps[FAMILY_CMAPS[i % len(FAMILY_CMAPS)]]
+        lab = budget_labels(df, budget_rtol)
+        groups = np.unique(lab)
+        lf = np.log(df["flops"].to_numpy(float))
+        groups = groups[np.argsort([lf[lab == g].mean() for g in groups])]
+        n_all, l_all = df["params"].to_numpy(float), df["loss"].to_numpy(float)
+        for j, g in enumerate(groups):
+            m = lab == g
+            col = cmap(0.4 + 0.5 * (j / max(groups.size - 1, 1)))
+            c = float(np.exp(lf[m].mean()))
+            b = None
+            if ok:
+                b = min(fit.budgets, key=lambda bb: abs(np.log(bb.budget / c)))
+            used = b is not None and b.used
+            ax.scatter(n_all[m], l_all[m], color=col, s=18, edgecolors="k", linewidths=0.3,
+                       label=f"C={c:.2g}" + ("" if not ok or used else " (not used)"))  # fmt: skip
+            if used:
+                ns = n_all[m]
                 grid = np.exp(np.linspace(np.log(ns.min()) - 0.3, np.log(ns.max()) + 0.3, 100))
-                ax.plot(grid, b.parabola(grid), color=colors[j], lw=1)
-            if b.used:
-                face = "none" if (b.edge or b.flat) else colors[j]
+                ax.plot(grid, b.parabola(grid), color=col, lw=1)
+                face = "none" if (b.edge or b.flat) else col
                 ax.scatter(
                     [b.n_opt], [b.loss_min], marker="D", s=50, facecolors=face, edgecolors="k", zorder=5
                 )
         ax.set_xscale("log")
         ax.set_xlabel("parameters N")
         ax.set_ylabel("loss (nats/token)")
-        ax.set_title(f"IsoFLOP profiles — {fam}")
+        note = (notes or {}).get(fam) or ("" if ok else "Approach 2 not fitted: runs only")
+        ax.set_title(f"IsoFLOP profiles — {fam}" + (f"\n({note})" if note else ""), fontsize=10)
         ax.legend(fontsize=7)
     return fig
 
@@ -247,33 +264,38 @@ def plot_contours(df: pd.DataFrame, fit: Approach3Fit, title: str = "") -> Figur
     return fig
 
 
-def plot_gap(gap: GapResult) -> Figure:
-    """The compute multiplier M(C) of ``gap.family`` against ``gap.reference`` with its band."""
+def plot_gap(gap: GapResult, headline: Mapping | None = None) -> Figure:
+    """The compute multiplier M(C) of ``gap.family`` against ``gap.reference`` with its band.
+    Where f's compute C·M(C) lies outside its sampled budgets (``gap.sampled_f``) the curve is
+    dashed and the band left out: extrapolation. ``headline``: the report's comparison entry (a
+    dict with value, ci95, C_reference, status), drawn as a point with its interval when ok."""
     fig = Figure(figsize=(6.0, 4.0), layout="constrained")
     ax = fig.subplots()
-    ax.plot(gap.c, gap.multiplier, color="k", lw=1.5, label="Approach 3 (point fit)")
+    ext = gap.extrapolated()
+    inside = np.where(~ext, gap.multiplier, np.nan)
+    ax.plot(gap.c, inside, color="k", lw=1.5, label="Approach 3 (point fit)")
+    if ext.any():
+        ax.plot(gap.c, np.where(ext, gap.multiplier, np.nan), color="k", lw=1, ls=":",
+                label="extrapolation (outside the sampled budgets)")  # fmt: skip
     if gap.lo is not None and gap.hi is not None:
-        lo = np.where(np.isfinite(gap.lo), gap.lo, np.nan)
-        hi = np.where(
-            np.isfinite(gap.hi), gap.hi, np.nanmax(np.where(np.isfinite(gap.hi), gap.hi, np.nan)) * 10
-        )
-        ax.fill_between(
-            gap.c,
-            lo,
-            hi,
-            color="tab:blue",
-            alpha=0.2,
-            lw=0,
-            label=f"{int(100 * (gap.level or 0))}% bootstrap",
-        )
+        lo = np.where(np.isfinite(gap.lo) & ~ext, gap.lo, np.nan)
+        hi = np.where(np.isfinite(gap.hi) & ~ext, gap.hi, np.nan)
+        if np.isfinite(lo).any() and np.isfinite(hi).any():
+            ax.fill_between(gap.c, lo, hi, color="tab:blue", alpha=0.2, lw=0,
+                            label=f"{int(100 * (gap.level or 0))}% bootstrap")  # fmt: skip
     emp = [e for e in gap.empirical if np.isfinite(e["multiplier"])]
     if emp:
         ax.scatter([e["C"] for e in emp], [e["multiplier"] for e in emp], marker="D", color="tab:orange", edgecolors="k",
                    zorder=5, label="Approach 2 (isoFLOP minima)")  # fmt: skip
+    if headline and headline.get("status") == "ok" and headline.get("method") == "approach3":
+        ci = headline.get("ci95") or [headline["value"]] * 2
+        v = headline["value"]
+        ax.errorbar([headline["C_reference"]], [v], yerr=[[v - ci[0]], [ci[1] - v]], fmt="o", color="crimson",
+                    capsize=3, zorder=6, label=f"at {gap.reference}'s smallest budget ({headline['method']})")  # fmt: skip
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel(f"compute C of {gap.reference} (FLOPs)")
+    ax.set_xlabel(f"compute C of {gap.reference} (FLOPs, C = 6ND)")
     ax.set_ylabel(f"compute multiplier of {gap.family}")
     ax.set_title(f"{gap.family} needs M(C)× the compute of {gap.reference} for the same loss")
     ax.legend(fontsize=7)

@@ -4,6 +4,12 @@ compute multiplier, figures (PNG + SVG), ``report.md`` and ``fit.json`` in one d
 Parts that the data cannot support (e.g. Approach 2 with a single budget, Approach 3 with fewer
 points than parameters, the multiplier with one family) are skipped with a stated reason, never
 a crash: the report says what was skipped and why.
+
+Every fit then goes through :mod:`scaling.checks`: each approach in ``fit.json`` carries
+``status`` (ok / flagged / skipped) and ``reasons``. Only an ``ok`` fit's allocation (a, b, G,
+N_opt, D_opt, tokens per parameter) is printed as a result and plotted; a flagged fit's numbers
+are shown as diagnostics, marked so. The comparison (``fit.json`` → ``comparison``) is given only
+when the fits it rests on are ``ok`` and it passes its own checks.
 """
 
 from __future__ import annotations
@@ -19,14 +25,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scaling import plots
+from scaling import checks, plots
 from scaling.approach1 import Approach1Fit, fit_approach1
 from scaling.approach2 import Approach2Fit, budget_labels, fit_approach2
 from scaling.approach3 import Approach3Fit, fit_approach3
 from scaling.atomic import write_json, write_text
 from scaling.bootstrap import bootstrap_approach1, bootstrap_approach2, bootstrap_approach3
 from scaling.errors import ScalingInputError
-from scaling.gap import GapResult, compute_multiplier, empirical_multiplier
+from scaling.gap import GapResult, compare_families, compute_multiplier, empirical_multiplier
 from scaling.results import Results, load_run_histories
 
 
@@ -40,17 +46,44 @@ class FamilyFits:
     history: pd.DataFrame | None = None
     skipped: dict[str, str] = field(default_factory=dict)  # approach → reason
     budgets: np.ndarray | None = None  # sampled budgets (geometric means of the groups)
+    budgets_6nd: np.ndarray | None = None  # the same budgets in C = 6ND (Approach 3's convention)
+    verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)  # approach → checks' verdict
+
+    def ok(self, approach: str) -> bool:
+        return self.verdicts.get(approach, {}).get("status") == "ok"
 
 
 def _stderr(msg: str) -> None:
     print(f"[scaling] {msg}", file=sys.stderr, flush=True)
 
 
-def sampled_budgets(df: pd.DataFrame, rtol: float = 0.25) -> np.ndarray:
-    """Geometric-mean compute of each budget group, ascending."""
+def sampled_budgets(df: pd.DataFrame, rtol: float = 0.25, convention: str = "flops") -> np.ndarray:
+    """Geometric-mean compute of each budget group, ascending; ``convention`` "flops" (the flops
+    column) or "6nd" (C = 6·N·D of the same runs, Approach 3's convention)."""
     lab = budget_labels(df, rtol)
-    lc = np.log(df["flops"].to_numpy(float))
-    return np.sort(np.array([np.exp(lc[lab == k].mean()) for k in np.unique(lab)]))
+    groups = np.unique(lab)
+    lf = np.log(df["flops"].to_numpy(float))
+    c = df["flops"] if convention == "flops" else 6.0 * df["params"] * df["tokens"]
+    lc = np.log(c.to_numpy(float))
+    order = np.argsort([lf[lab == k].mean() for k in groups])
+    return np.array([np.exp(lc[lab == k].mean()) for k in groups])[order]
+
+
+def family_verdicts(ff: FamilyFits) -> dict[str, dict[str, Any]]:
+    """The checks' verdict per approach (see scaling.checks)."""
+    out: dict[str, dict[str, Any]] = {}
+    b, b6 = ff.budgets if ff.budgets is not None else np.array([]), ff.budgets_6nd
+    for key, fit in (("approach1", ff.a1), ("approach2", ff.a2), ("approach3", ff.a3)):
+        if fit is None:
+            if key in ff.skipped:
+                out[key] = checks.verdict([], skipped=ff.skipped[key])
+            continue
+        if key == "approach3":
+            reasons = checks.check_approach3(fit, b6 if b6 is not None else b, float(ff.df["loss"].min()))
+        else:
+            reasons = checks.check_allocation_fit(fit, b)
+        out[key] = checks.verdict(reasons)
+    return out
 
 
 def fit_family(
@@ -66,7 +99,12 @@ def fit_family(
 ) -> FamilyFits:
     """Approaches 2 and 3 (+ bootstraps when n_boot ≥ 2) for one family; skips with reasons.
     With ``runs_root`` (run directories ``runs_root/<name>/``), Approach 1 too."""
-    ff = FamilyFits(family=family, df=df, budgets=sampled_budgets(df, budget_rtol))
+    ff = FamilyFits(
+        family=family,
+        df=df,
+        budgets=sampled_budgets(df, budget_rtol),
+        budgets_6nd=sampled_budgets(df, budget_rtol, "6nd"),
+    )
     progress(f"{family}: {len(df)} runs, {ff.budgets.size} budget(s)")
     if runs_root is not None:
         try:
@@ -96,6 +134,10 @@ def fit_family(
     except ScalingInputError as e:
         ff.skipped["approach3"] = str(e)
         progress(f"{family}: Approach 3 SKIPPED: {e}")
+    ff.verdicts = family_verdicts(ff)
+    for key, v in ff.verdicts.items():
+        if v["status"] == "flagged":
+            progress(f"{family}: {key} FLAGGED: {'; '.join(v['reasons'])}")
     return ff
 
 
@@ -122,17 +164,22 @@ def _iv_ratio(f3: Approach3Fit, c: float, level: float) -> tuple[float, float, f
 
 
 def tokens_per_param_rows(ff: FamilyFits, level: float = 0.95) -> list[dict[str, Any]]:
-    """N_opt, D_opt and D/N at each sampled budget from Approach 3 (with intervals) and 2."""
+    """N_opt, D_opt and D/N at each sampled budget from Approach 3 (with intervals) and 2; only
+    from approaches whose checks passed (all of them when no verdicts were computed)."""
     rows = []
     a2_by_c = {}
-    if ff.a2 is not None:
+    use2 = ff.ok("approach2") if ff.verdicts else True
+    use3 = ff.ok("approach3") if ff.verdicts else True
+    b6 = ff.budgets_6nd if ff.budgets_6nd is not None else ff.budgets
+    if ff.a2 is not None and use2:
         for b in ff.a2.budgets:
             if b.used:
                 a2_by_c[b.budget] = b
-    for c in ff.budgets if ff.budgets is not None else []:
-        row: dict[str, Any] = {"C": float(c)}
-        if ff.a3 is not None and ff.a3.params.alpha > 0 and ff.a3.params.beta > 0:
+    for c, c6 in zip(ff.budgets if ff.budgets is not None else [], b6 if b6 is not None else []):
+        row: dict[str, Any] = {"C": float(c), "C_6nd": float(c6)}
+        if ff.a3 is not None and use3 and ff.a3.params.alpha > 0 and ff.a3.params.beta > 0:
             p = ff.a3.params
+            c = c6  # Approach 3's allocation is in C = 6ND
             n_lo, n_hi, d_lo, d_hi, r_lo, r_hi = _iv_ratio(ff.a3, c, level)
             row.update(
                 a3_n_opt=float(p.n_opt(c)),
@@ -141,6 +188,7 @@ def tokens_per_param_rows(ff: FamilyFits, level: float = 0.95) -> list[dict[str,
                 a3_tokens_per_param_lo=r_lo,
                 a3_tokens_per_param_hi=r_hi,
             )
+        c = float(row["C"])
         if a2_by_c:
             near = min(a2_by_c, key=lambda x: abs(math.log(x / c)))
             if abs(math.log(near / c)) < 1e-6:
@@ -218,59 +266,67 @@ def make_report(
             pairs.insert(0, ("approach1", ff.a1))
         for key, fit in pairs:
             if fit is not None:
-                j[key] = fit.to_dict()
+                j[key] = {**fit.to_dict(), **ff.verdicts.get(key, checks.verdict([]))}
                 warnings_all += [f"{fam}: {w}" for w in fit.warnings]
+                if j[key]["status"] == "flagged":
+                    warnings_all.append(
+                        f"{fam}: {key} flagged (not a result): {'; '.join(j[key]['reasons'])}"
+                    )
             else:
-                j[key] = {"skipped": ff.skipped.get(key, "not run")}
-                warnings_all.append(f"{fam}: {key} skipped: {ff.skipped.get(key)}")
+                reason = ff.skipped.get(key, "not run")
+                j[key] = {"skipped": reason, "status": "skipped", "reasons": [reason]}
+                warnings_all.append(f"{fam}: {key} skipped: {reason}")
+        j["budgets"] = {"flops": ff.budgets.tolist(), "6nd": ff.budgets_6nd.tolist()}
         j["tokens_per_param"] = tokens_per_param_rows(ff, level)
         fam_json[fam] = j
 
     gap: GapResult | None = None
     gap_json: dict[str, Any]
+    comparison: dict[str, Any]
     if len(fams) < 2:
         gap_json = {"skipped": f"needs two families; found {len(fams)} ({', '.join(fams)})"}
+        comparison = {"status": "skipped", "reasons": [gap_json["skipped"]]}
     else:
         f_, r_ = fams[0], fams[1]
-        if fits[f_].a3 is None or fits[r_].a3 is None:
-            gap_json = {"skipped": f"Approach 3 missing for {f_ if fits[f_].a3 is None else r_}"}
+        progress(f"comparison: {f_} vs {r_}")
+        comparison = compare_families(
+            f_,
+            r_,
+            fits,
+            {f: ff.verdicts for f, ff in fits.items()},
+            {f: {"flops": ff.budgets, "6nd": ff.budgets_6nd} for f, ff in fits.items()},
+            level=level,
+        )
+        bad = [f"{f} approach3 {fits[f].verdicts.get('approach3', {}).get('status', 'missing')}"
+               for f in (f_, r_) if not fits[f].ok("approach3")]  # fmt: skip
+        if bad:
+            gap_json = {"skipped": "the Approach-3 multiplier curve needs both families' Approach 3 to pass "
+                        f"its checks: {', '.join(bad)}"}  # fmt: skip
         else:
-            allc = np.concatenate([fits[f_].budgets, fits[r_].budgets])
+            allc = np.concatenate([fits[f_].budgets_6nd, fits[r_].budgets_6nd])
             c_eval = np.logspace(np.log10(allc.min()) - 0.5, np.log10(allc.max()) + 0.5, 41)
             sf = fits[f_].a3.samples["theta"] if fits[f_].a3.samples else None
             sr = fits[r_].a3.samples["theta"] if fits[r_].a3.samples else None
-            progress(f"compute multiplier: {f_} vs {r_}")
-            gap = compute_multiplier(
-                fits[f_].a3.theta,
-                fits[r_].a3.theta,
-                c_eval,
-                family=f_,
-                reference=r_,
-                samples_f=sf,
-                samples_r=sr,
-                level=level,
-            )
-            if fits[f_].a2 is not None and fits[r_].a2 is not None:
+            kw = dict(family=f_, reference=r_, samples_f=sf, samples_r=sr, level=level)
+            gap = compute_multiplier(fits[f_].a3.theta, fits[r_].a3.theta, c_eval, **kw)
+            gap.sampled_f, gap.sampled_r = fits[f_].budgets_6nd, fits[r_].budgets_6nd
+            if fits[f_].ok("approach2") and fits[r_].ok("approach2"):
                 gap.empirical = empirical_multiplier(fits[f_].a2, fits[r_].a2)
             gap_json = gap.to_dict()
-            at = compute_multiplier(
-                fits[f_].a3.theta,
-                fits[r_].a3.theta,
-                fits[r_].budgets,
-                family=f_,
-                reference=r_,
-                samples_f=sf,
-                samples_r=sr,
-                level=level,
-            )
+            at = compute_multiplier(fits[f_].a3.theta, fits[r_].a3.theta, fits[r_].budgets_6nd, **kw)
+            at.sampled_f, at.sampled_r = fits[f_].budgets_6nd, fits[r_].budgets_6nd
             gap_json["at_budgets"] = at.to_dict()["curve"]
     if "skipped" in gap_json:
-        warnings_all.append(f"compute multiplier skipped: {gap_json['skipped']}")
+        warnings_all.append(f"compute multiplier curve skipped: {gap_json['skipped']}")
+    for k in ("multiplier", "nopt_ratio"):
+        e = comparison.get(k)
+        if e and e["status"] != "ok":
+            warnings_all.append(f"comparison {k} not reported ({e['status']}): {'; '.join(e['reasons'])}")
 
     figures: list[str] = []
     if make_plots:
         progress("plots")
-        figures = _write_plots(out, fits, gap, level)
+        figures = _write_plots(out, fits, gap, level, comparison)
 
     doc: dict[str, Any] = {
         "input": results.describe(),
@@ -287,7 +343,9 @@ def make_report(
             },  # fmt: skip
             "allocation": "closed form under C = 6*N*D (Hoffmann et al. 2022, eq. 4)",
         },
+        "checks": checks.THRESHOLDS,
         "families": fam_json,
+        "comparison": comparison,
         "gap": gap_json,
         "figures": figures,
         "warnings": warnings_all,
@@ -298,14 +356,26 @@ def make_report(
     return doc
 
 
-def _write_plots(out: Path, fits: dict[str, FamilyFits], gap: GapResult | None, level: float) -> list[str]:
+def _write_plots(
+    out: Path,
+    fits: dict[str, FamilyFits],
+    gap: GapResult | None,
+    level: float,
+    comparison: dict[str, Any] | None = None,
+) -> list[str]:
+    """Figures of what passed its checks; every family's runs always appear (isoFLOP, frontier)."""
     written: list[Path] = []
-    a2 = {f: ff.a2 for f, ff in fits.items() if ff.a2 is not None}
-    a3 = {f: ff.a3 for f, ff in fits.items() if ff.a3 is not None}
-    if a2:
-        written += plots.save(plots.plot_isoflop({f: (fits[f].df, a2[f]) for f in a2}), out, "isoflop")
+    a2 = {f: ff.a2 for f, ff in fits.items() if ff.a2 is not None and ff.ok("approach2")}
+    a3 = {f: ff.a3 for f, ff in fits.items() if ff.a3 is not None and ff.ok("approach3")}
+    notes = {f: _plot_note(ff, "approach2") for f, ff in fits.items()}
+    written += plots.save(
+        plots.plot_isoflop({f: (ff.df, ff.a2) for f, ff in fits.items()}, valid={f: f in a2 for f in fits},
+                           notes=notes),
+        out,
+        "isoflop",
+    )  # fmt: skip
     for f, ff in fits.items():
-        if ff.a1 is not None and ff.history is not None:
+        if ff.a1 is not None and ff.history is not None and ff.ok("approach1"):
             written += plots.save(plots.plot_envelope(ff.history, ff.a1), out, f"envelope_{f}")
     written += plots.save(
         plots.plot_frontier({f: ff.df for f, ff in fits.items()}, a3, a2, level), out, "frontier"
@@ -320,8 +390,65 @@ def _write_plots(out: Path, fits: dict[str, FamilyFits], gap: GapResult | None, 
             plots.plot_contours(fits[f].df, fit, f"Fitted L(N, D) — {f}"), out, f"contours_{f}"
         )
     if gap is not None:
-        written += plots.save(plots.plot_gap(gap), out, "multiplier")
+        head = (comparison or {}).get("multiplier")
+        written += plots.save(plots.plot_gap(gap, headline=head), out, "multiplier")
     return [p.name for p in written]
+
+
+def _plot_note(ff: FamilyFits, key: str) -> str:
+    v = ff.verdicts.get(key)
+    if v is None or v["status"] == "ok":
+        return ""
+    return f"Approach 2 {v['status']}: no parabolas"
+
+
+def _approach_md(d: dict[str, Any], keys: Sequence[str]) -> list[str]:
+    """An approach's section: skipped → the reason; flagged → the reasons and its parameters marked
+    as diagnostics (allocation keys a, b, G withheld); ok → the parameter table."""
+    if "skipped" in d:
+        return [f"**Skipped:** {d['skipped']}", ""]
+    if d.get("status", "ok") == "flagged":
+        alloc = {"a", "b", "G", "a_plus_b"}
+        shown = [k for k in keys if k not in alloc]
+        out = ["**Flagged — not a result:** " + "; ".join(d.get("reasons") or []) + ".", ""]
+        if shown:
+            out += ["Fitted parameters, for diagnosis only (the allocation a, b, G is withheld):", ""]
+            out += _param_table(d, shown) + [""]
+        return out
+    return _param_table(d, keys) + [""]
+
+
+def _comparison_md(c: dict[str, Any], thresholds: dict[str, Any]) -> list[str]:
+    """The headline table: multiplier and N_opt ratios, by method, values only where they passed."""
+    L = ["## Comparison", ""]
+    if c.get("status") == "skipped" or "family" not in c:
+        return L + [f"**Skipped:** {'; '.join(c.get('reasons') or ['not computed'])}", ""]
+    f, r = c["family"], c["reference"]
+    L += [f"Definition: {c['definition']}. C_ref = {_g(c['C_reference']['flops'])} FLOPs (flops column), "
+          f"{_g(c['C_reference']['6nd'])} in C = 6ND. Intervals: bootstrap over runs within each family. "
+          f"A number is given only when the fits it rests on and the number itself pass the checks "
+          f"(interval narrower than {_g(thresholds.get('max_ratio_interval_decades'))} decade(s), point inside its "
+          "interval, no extrapolation beyond the sampled budgets).", ""]  # fmt: skip
+    L += ["| quantity | method | value | 95% interval | status |", "|---|---|---|---|---|"]
+    names = {
+        "multiplier": f"compute multiplier of {f} vs {r}",
+        "nopt_ratio": f"N_opt({r}) / N_opt({f}) at C_ref",
+        "nopt_ratio_matched_loss": f"N_opt({r}) / N_opt({f}) at matched loss",
+    }
+    reasons: list[str] = []
+    for key, label in names.items():
+        for method in ("approach3", "approach2"):
+            e = c["by_method"][method][key]
+            ci = e.get("ci95")
+            ci_s = f"[{_g(ci[0])}, {_g(ci[1])}]" if ci else "—"
+            head = " (headline)" if c[key]["method"] == method else ""
+            L.append(f"| {label}{head} | {method} | {_g(e['value'])} | {ci_s} | {e['status']} |")
+            if e["status"] != "ok":
+                reasons.append(f"{label}, {method}: {'; '.join(e['reasons'])}")
+    L.append("")
+    if reasons:
+        L += ["Why numbers are withheld:", ""] + [f"- {x}" for x in dict.fromkeys(reasons)] + [""]
+    return L
 
 
 def render_markdown(doc: dict[str, Any]) -> str:
@@ -344,36 +471,37 @@ def render_markdown(doc: dict[str, Any]) -> str:
     else:
         L.append("Uncertainty: no bootstrap (point estimates only).")
     L.append("")
+    L += _comparison_md(doc.get("comparison") or {}, doc.get("checks") or {})
     for fam, j in doc["families"].items():
         L += [f"## {fam} ({j['n_runs']} runs)", ""]
         a2, a3 = j["approach2"], j["approach3"]
         if "approach1" in j:
-            a1 = j["approach1"]
             L += ["### Approach 1 — lower envelope of training curves", ""]
-            if "skipped" in a1:
-                L += [f"**Skipped:** {a1['skipped']}", ""]
-            else:
-                L += _param_table(a1, ["a", "b", "G"]) + [""]
+            L += _approach_md(j["approach1"], ["a", "b", "G"])
         L += ["### Approach 2 — IsoFLOP parabolas", ""]
-        if "skipped" in a2:
-            L += [f"**Skipped:** {a2['skipped']}", ""]
-        else:
-            L += _param_table(a2, ["a", "b", "G"]) + [""]
+        L += _approach_md(a2, ["a", "b", "G", "a_plus_b"])
+        if "budgets" in a2 and "skipped" not in a2:
+            ok2 = a2.get("status", "ok") == "ok"
             L += ["| budget C | runs | N_opt | D_opt | D/N | L_min | flag |", "|---|---|---|---|---|---|---|"]
             for b in a2["budgets"]:
                 flag = "; ".join(x for x in (b["note"], "" if b["used"] else "not used") if x)
-                L.append(f"| {_g(b['budget'])} | {b['n_runs']} | {_g(b['n_opt'])} | {_g(b['d_opt'])} | "
-                         f"{_g(b['tokens_per_param'])} | {_g(b['loss_min'], 4)} | {flag} |")  # fmt: skip
+                nn, dd, rr = (
+                    (b["n_opt"], b["d_opt"], b["tokens_per_param"]) if ok2 and b["used"] else (None,) * 3
+                )
+                L.append(f"| {_g(b['budget'])} | {b['n_runs']} | {_g(nn)} | {_g(dd)} | "
+                         f"{_g(rr)} | {_g(b['loss_min'], 4)} | {flag} |")  # fmt: skip
             L.append("")
+            if "a_plus_b_expected" in a2 and ok2:
+                L += [f"a + b = {_g(a2['a_plus_b'])}; the FLOP convention implies 1 + a(1 − s) = "
+                      f"{_g(a2['a_plus_b_expected'])} (s = {_g(a2['flops_per_token_slope'])}, the slope of ln FLOPs "
+                      "per token against ln N; s = 1 and a + b = 1 under C = 6ND).", ""]  # fmt: skip
         L += ["### Approach 3 — L(N, D) = E + A/N^α + B/D^β", ""]
-        if "skipped" in a3:
-            L += [f"**Skipped:** {a3['skipped']}", ""]
-        else:
-            L += _param_table(a3, ["E", "A", "B", "alpha", "beta", "a", "b", "G"]) + [""]
+        L += _approach_md(a3, ["E", "A", "B", "alpha", "beta", "a", "b", "G"])
+        if "skipped" not in a3:
             L.append(f"Huber objective {_g(a3['objective'])} on {a3['n_points']} points; {a3['n_near_best']} of "
                      f"{a3['n_starts']} starts within 1% of the best.")  # fmt: skip
             L.append("")
-        rows = j["tokens_per_param"]
+        rows = [r for r in j["tokens_per_param"] if "a3_n_opt" in r or "a2_tokens_per_param" in r]
         if rows:
             L += ["### Compute-optimal allocation and tokens per parameter at the sampled budgets", ""]
             L += [
@@ -386,16 +514,20 @@ def render_markdown(doc: dict[str, Any]) -> str:
                          f"{_g(r.get('a3_tokens_per_param_hi'))}] | {_g(r.get('a2_tokens_per_param'))} |")  # fmt: skip
             L.append("")
     gap = doc["gap"]
-    L += ["## Compute multiplier", ""]
+    L += ["## Compute multiplier curve (Approach 3)", ""]
     if "skipped" in gap:
-        L += [f"**Skipped:** {gap['skipped']}", ""]
+        L += [f"**Not shown:** {gap['skipped']}", ""]
     else:
         L += [
-            f"M(C): {gap['definition']}. M > 1 means {gap['family']} needs more compute than {gap['reference']}.",
+            f"M(C): {gap['definition']}. M > 1 means {gap['family']} needs more compute than {gap['reference']}. "
+            f"Rows where {gap['family']}'s compute lies outside its sampled budgets are extrapolations: no value given.",
             "",
         ]
         L += ["| C | M(C) | interval | share of draws never reaching |", "|---|---|---|---|"]
         for r in gap.get("at_budgets") or []:
+            if r.get("extrapolation"):
+                L.append(f"| {_g(r['C'])} | — (extrapolation) | — | — |")
+                continue
             L.append(f"| {_g(r['C'])} | {_g(r['multiplier'])} | [{_g(r.get('lo'))}, {_g(r.get('hi'))}] | "
                      f"{_g(r.get('frac_unreachable'), 2)} |")  # fmt: skip
         emp = [e for e in gap.get("empirical_approach2") or [] if e["multiplier"] is not None]

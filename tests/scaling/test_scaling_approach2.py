@@ -22,7 +22,12 @@ def test_vertex_of_an_exact_parabola_is_exact():
     assert bf.d_opt == pytest.approx(c / (6 * np.exp(17.3)), rel=1e-10)  # read off ln D-ln N at the vertex
     assert not bf.edge and not bf.flat and bf.used
     bf = fit_budget(n, c / (6 * n), 2.0 + 0.05 * (x - 20.0) ** 2, c)  # minimum beyond the largest size
-    assert bf.edge and "edge" in bf.note
+    assert bf.edge and "edge" in bf.note and not bf.bracketed
+    assert not bf.used  # an extrapolated vertex is not an N_opt
+    # the same vertex is inside the sweep's designed sizes when a resample only drew the small ones
+    assert not fit_budget(n[:3], c / (6 * n[:3]), loss[:3], c).used
+    bf = fit_budget(n[:3], c / (6 * n[:3]), loss[:3], c, size_range=(n.min(), n.max()))
+    assert bf.used and bf.bracketed and bf.n_opt == pytest.approx(np.exp(17.3), rel=1e-8)
 
 
 def test_recovers_exponents_noise_free_off_centre_sampling():
@@ -85,9 +90,26 @@ def test_edge_budgets_are_flagged_and_can_be_dropped():
             for n in sizes
         ]
     df = pd.DataFrame(rows)
-    with pytest.warns(ScalingWarning, match=r"C=1e\+21: minimum at the edge"):
+    # the last budget's vertex lies beyond its largest size: skipped, not extrapolated
+    with pytest.warns(ScalingWarning, match=r"C=1e\+21 skipped: minimum at the edge .* extrapolation"):
         fit = fit_approach2(df)
     assert [b.edge for b in fit.budgets] == [False, False, False, True]
+    assert [b.used for b in fit.budgets] == [True, True, True, False]
+    assert fit.a == pytest.approx(CHINCHILLA.a, abs=2e-3)
+    # an edge budget whose vertex is inside (lowest observed loss at the largest size) is used,
+    # flagged; drop_edge drops it
+    rows = []
+    for c in BUDGETS:
+        n_star = float(CHINCHILLA.n_opt(c))
+        sizes = n_star * (np.logspace(-1.2, 0.15, 5) if c == BUDGETS[-1] else np.logspace(-0.7, 0.7, 5))
+        rows += [
+            {"params": n, "tokens": c / (6 * n), "loss": float(CHINCHILLA.loss(n, c / (6 * n)))}
+            for n in sizes
+        ]
+    df = pd.DataFrame(rows)
+    fit = fit_approach2(df, quiet=True)
+    last = fit.budgets[-1]
+    assert last.edge and last.bracketed and last.used
     fit2 = fit_approach2(df, drop_edge=True, quiet=True)
     assert [b.used for b in fit2.budgets] == [True, True, True, False]
 
