@@ -1,4 +1,5 @@
-"""Load a trained run (a run directory or a checkpoint file) for sampling and evaluation.
+"""Load a trained run (a run directory, a checkpoint file, or an ``mdm export`` folder) for sampling and
+evaluation.
 
 The model comes back with its EMA weights (what validation used) in eval mode. Checkpoints are read
 with ``torch.load(weights_only=True)``: no arbitrary pickles are executed.
@@ -14,7 +15,6 @@ import torch
 from mdm.config import Config, from_dict
 from mdm.diffusion import Objective, build_objective
 from mdm.models.backbone import Transformer
-from mdm.module import build_model
 from mdm.vocab import Vocab
 
 
@@ -27,6 +27,8 @@ class LoadedRun:
     run_dir: Path | None
     checkpoint: Path
     step: int
+    tokenizer: object | None = None  # an exported folder's own tokenizer (mdm.export)
+    export_dir: Path | None = None  # set when loaded from an `mdm export` folder
 
 
 def resolve_checkpoint(path: str | Path) -> tuple[Path, Path | None]:
@@ -44,6 +46,11 @@ def resolve_checkpoint(path: str | Path) -> tuple[Path, Path | None]:
 
 
 def load_run(path: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> LoadedRun:
+    """A run directory, a checkpoint file, or an ``mdm export`` folder (:func:`mdm.export.load_pretrained`)."""
+    from mdm.export import is_export, load_pretrained
+
+    if is_export(path):
+        return load_pretrained(path, device)
     from mdm.train import load_checkpoint_safely
 
     ck_path, run_dir = resolve_checkpoint(path)
@@ -56,7 +63,7 @@ def load_run(path: str | Path, device: str | torch.device = "cpu", ema: bool = T
     cfg = from_dict(extra["config"])
     vocab = Vocab(**extra["vocab"])
     objective = build_objective(cfg, vocab)
-    model = build_model(cfg, objective, vocab)
+    model = objective.build_model(cfg, vocab)
     state = {k.removeprefix("model."): v for k, v in ck["state_dict"].items() if k.startswith("model.")}
     model.load_state_dict(state)
     if ema and extra.get("ema"):

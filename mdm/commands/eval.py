@@ -27,7 +27,9 @@ def add_parser(sub) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("run", metavar="RUN_OR_CHECKPOINT", help="a run directory or a .ckpt file")
+    p.add_argument(
+        "run", metavar="RUN_OR_CHECKPOINT", help="a run directory, a .ckpt file or an `mdm export` folder"
+    )
     p.add_argument(
         "--benchmarks",
         default=None,
@@ -102,7 +104,7 @@ def run(args) -> int:
 
             parse_benchmarks(args.benchmarks)
         loaded = load_run(args.run, device=_device(args.device))
-        tok = run_tokenizer(loaded.cfg, loaded.vocab, args.tokenizer_dir)
+        tok = run_tokenizer(loaded.cfg, loaded.vocab, args.tokenizer_dir or loaded.export_dir)
     except (BenchmarkError, VocabMismatchError, FileNotFoundError, ValueError) as e:
         print(f"mdm eval: {e}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
-"""lm-evaluation-harness adapter: the ``lm_eval`` model ``mdm`` for any run or checkpoint of this project.
+"""lm-evaluation-harness adapter: the ``lm_eval`` model ``mdm`` for any run, checkpoint or ``mdm export``
+folder of this project.
 
 Usage (Python)::
 
@@ -71,14 +72,16 @@ class MDMLM(LM):
         super().__init__()
         if loaded is None:
             if pretrained is None:
-                raise ValueError("model_args must give pretrained=RUN_DIR_OR_CHECKPOINT")
+                raise ValueError("model_args must give pretrained=RUN_DIR_OR_CHECKPOINT_OR_EXPORT")
             from mdm.loading import load_run
 
             loaded = load_run(pretrained, device=device)
         if tokenizer is None:
             from mdm.eval.tokenizer import run_tokenizer
 
-            tokenizer = run_tokenizer(loaded.cfg, loaded.vocab, tokenizer_dir)
+            tokenizer = run_tokenizer(
+                loaded.cfg, loaded.vocab, tokenizer_dir or getattr(loaded, "export_dir", None)
+            )
         self.loaded, self.tok = loaded, tokenizer
         self.K, self.seed, self.bs = int(time_samples), int(seed), int(batch_size)
         self.seq_len = int(loaded.cfg.model.seq_len)
