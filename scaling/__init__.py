@@ -6,6 +6,8 @@ Standalone: numpy, scipy, pandas, matplotlib; never imports torch. Entry points:
     fit_approach1(history) / fit_approach2(df) / fit_approach3(N, D, L)
     bootstrap_approach1/2/3(fit, …)         seeded bootstrap over runs → fit.intervals
     compute_multiplier(θ_f, θ_r, C, …)      two-family compute gap
+    compare_families(…)                     multiplier and N_opt ratio at the reference's smallest
+                                            budget, with intervals and a status (scaling.checks)
     make_report(results, out_dir, …)        the whole sweep report (report.md, fit.json, figures)
     python -m scaling fit | report | synth  the command line
 """
@@ -16,7 +18,7 @@ from scaling.approach3 import DEFAULT_GRID, Approach3Fit, fit_approach3, init_gr
 from scaling.bootstrap import bootstrap_approach1, bootstrap_approach2, bootstrap_approach3
 from scaling.errors import ScalingInputError, ScalingWarning
 from scaling.forms import LossParams
-from scaling.gap import compute_multiplier, empirical_multiplier
+from scaling.gap import compare_families, compute_multiplier, empirical_multiplier
 from scaling.report import make_report
 from scaling.results import Results, load_results, load_run_histories, validate
 
@@ -32,6 +34,7 @@ __all__ = [
     "bootstrap_approach1",
     "bootstrap_approach2",
     "bootstrap_approach3",
+    "compare_families",
     "compute_multiplier",
     "empirical_multiplier",
     "fit_approach1",

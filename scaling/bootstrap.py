@@ -13,6 +13,8 @@
   anywhere; the range is the sweep's design, not the sizes a resample happened to draw). A
   resample in which one of them fails is a failed draw, not refitted on fewer budgets; the
   intervals are conditional on success, and ``failed_share`` says how often that was not so.
+  Each budget's draw is redrawn until it holds >= 3 distinct sizes (a draw with fewer cannot
+  have a parabola; with 5 sizes ~10% of plain draws are such).
 * Approach 1: whole runs (training curves) are resampled.
 
 Intervals are percentile intervals at ``level`` (default 95%); SE is the standard deviation of the
@@ -226,7 +228,7 @@ def bootstrap_approach2(
     for r in range(n_boot):
         ok = True
         for j in used:
-            g = groups[j][rng.integers(0, groups[j].size, groups[j].size)]
+            g = _draw_sizes(groups[j], n, rng)
             bf = fit_budget(n[g], d[g], loss[g], fit.budgets[j].budget, size_range=ranges[j])
             if bf.used:
                 nb_s[r, j], db_s[r, j], lb_s[r, j] = bf.n_opt, bf.d_opt, bf.loss_min
@@ -262,8 +264,8 @@ def bootstrap_approach2(
         "seed": int(seed),
         "level": level,
         "unit": "runs resampled with replacement within each budget; every resample refits the budgets the "
-        "point fit used (upward parabola, >= 3 distinct sizes, vertex within the budget's sampled sizes) and "
-        "fails if one of them does not",
+        "point fit used (upward parabola, vertex within the budget's sampled sizes) and fails if one of them "
+        "does not; each budget's draw is redrawn until it holds >= 3 distinct sizes",
         "bracketed_share": [
             float(1.0 - failed_by[j] / n_boot) if fit.budgets[j].used else None for j in range(nb)
         ],
@@ -273,6 +275,17 @@ def bootstrap_approach2(
         "seconds": time.perf_counter() - t0,
     }
     return fit
+
+
+def _draw_sizes(group: np.ndarray, n: np.ndarray, rng: np.random.Generator, tries: int = 1000) -> np.ndarray:
+    """Runs of one budget drawn with replacement, redrawn until they hold >= 3 distinct sizes (a
+    parabola's minimum; with 5 sizes ~10% of plain draws hold fewer, which says nothing about the
+    data): the resample is conditional on being fittable at all."""
+    for _ in range(tries):
+        g = group[rng.integers(0, group.size, group.size)]
+        if np.unique(n[g]).size >= 3:
+            return g
+    return g
 
 
 def _nanq(v: np.ndarray, q: float) -> np.ndarray:
