@@ -2,12 +2,18 @@
 generative perplexity of saved samples, and lm-evaluation-harness tasks.
 
     mdm eval runs/NAME --benchmarks lambada,wikitext2,ag_news [--data-dir DIR] [--time-samples K]
+    mdm eval runs/NAME --text 'my/*.txt' [--text-field text] [--min-blocks 20 --max-dropped 0.25 --strict]
     mdm eval runs/NAME --genppl [SAMPLES.jsonl] --evaluator smollm2|gpt2-large|AR_RUN
     mdm eval runs/NAME --lm-eval TASKS [--lm-eval-include DIR]
 
 Results go to ``<run>/eval/zero_shot.json``, ``eval/genppl.json`` and ``eval/lm_eval.json`` (atomic).
 Without ``--benchmarks`` (and without --genppl/--lm-eval) every benchmark is tried and those whose files
 cannot be had are skipped with the reason; benchmarks named explicitly must all load (exit status 2).
+``--text FILE_OR_GLOB`` scores your own text (plain text, jsonl ``--text-field``, parquet column
+``--text-field``) through the same protocols and standard errors. A result whose protocol leaves fewer than
+``--min-blocks`` blocks, or drops more than ``--max-dropped`` of the tokens, is flagged in the table and the
+JSON (``status``, ``flags``), and with ``--strict`` refused (listed under ``refused``, exit status 2 if
+nothing else was scored).
 """
 
 from __future__ import annotations
@@ -55,6 +61,19 @@ def add_parser(sub) -> None:
         "--batch-size", type=int, default=None, help="sequences per forward (default: eval.batch_size)"
     )
     p.add_argument("--max-blocks", type=int, default=None, help="score only the first N blocks per benchmark")
+    p.add_argument("--text", default=None, metavar="FILE_OR_GLOB", help="score your own text file(s)")
+    p.add_argument("--text-field", default="text", help="--text: jsonl field / parquet column (default text)")
+    p.add_argument(
+        "--text-rows", default="file", choices=["file", "lines", "paragraphs"], help="--text: plain-text rows"
+    )
+    p.add_argument("--min-blocks", type=int, default=None, help="flag results with fewer blocks (default 20)")
+    p.add_argument(
+        "--max-dropped",
+        type=float,
+        default=None,
+        help="flag results dropping more of the tokens (default 0.25)",
+    )
+    p.add_argument("--strict", action="store_true", help="refuse flagged results instead of reporting them")
     p.add_argument("--max-lambada", type=int, default=None, help="LAMBADA accuracy on the first N passages")
     p.add_argument("--no-lambada-acc", action="store_true", help="skip LAMBADA last-word accuracy")
     p.add_argument("--tokenizer-dir", default=None, help="a prepared data dir holding the run's tokenizer")
@@ -103,6 +122,11 @@ def run(args) -> int:
             from mdm.eval.benchmarks import parse_benchmarks
 
             parse_benchmarks(args.benchmarks)
+        texts = None
+        if getattr(args, "text", None):
+            from mdm.eval.text import load_text
+
+            texts = [load_text(args.text, args.text_field, args.text_rows)]
         loaded = load_run(args.run, device=_device(args.device))
         tok = run_tokenizer(loaded.cfg, loaded.vocab, args.tokenizer_dir or loaded.export_dir)
     except (BenchmarkError, VocabMismatchError, FileNotFoundError, ValueError) as e:
@@ -110,9 +134,10 @@ def run(args) -> int:
         return 2
     ecfg = loaded.cfg.eval
     status = 0
+    texts_only = texts is not None and args.benchmarks is None
     only_extras = args.benchmarks is None and (args.genppl is not None or args.lm_eval is not None)
-    if not only_extras:
-        from mdm.eval.zero_shot import evaluate_run
+    if not only_extras or texts:
+        from mdm.eval.zero_shot import MAX_DROPPED_SHARE, MIN_BLOCKS, evaluate_run
 
         kw = dict(
             protocol=args.protocol or ecfg.protocol,
@@ -127,17 +152,29 @@ def run(args) -> int:
             max_lambada=args.max_lambada,
             lambada_acc=not args.no_lambada_acc,
             precision=args.precision,
+            min_blocks=MIN_BLOCKS if getattr(args, "min_blocks", None) is None else args.min_blocks,
+            max_dropped_share=MAX_DROPPED_SHARE
+            if getattr(args, "max_dropped", None) is None
+            else args.max_dropped,
+            strict=getattr(args, "strict", False),
         )
-        names = args.benchmarks or ",".join(BENCHMARKS)
+        names = "" if texts_only or only_extras else (args.benchmarks or ",".join(BENCHMARKS))
         try:
             report = evaluate_run(
-                loaded, tok, names, write=not args.no_write, skip_missing=args.benchmarks is None, **kw
+                loaded,
+                tok,
+                names,
+                write=not args.no_write,
+                skip_missing=args.benchmarks is None,
+                texts=texts,
+                **kw,
             )
         except (BenchmarkError, ValueError) as e:
             print(f"mdm eval: {e}", file=sys.stderr)
             return 2
         if not report["results"]:
-            print("mdm eval: no benchmark could be loaded (see the reasons above)", file=sys.stderr)
+            why = "every result was refused" if report.get("refused") else "no benchmark could be loaded"
+            print(f"mdm eval: {why} (see the reasons above)", file=sys.stderr)
             status = 2
     if args.genppl is not None:
         status = max(status, _genppl(args, loaded, tok))

@@ -23,6 +23,42 @@ from mdm.io import atomic_write_json
 
 RESULT_FILE = "zero_shot.json"
 DEFAULT_PROTOCOL = "mdlm"
+MIN_BLOCKS = 20  # fewer blocks: the standard error over blocks means little (flagged)
+MAX_DROPPED_SHARE = (
+    0.25  # the protocol drops more of the text than this: the number is not the text's (flagged)
+)
+
+
+class RefusedError(ProtocolError):
+    """A result that failed its checks under ``strict`` (the reason names the check)."""
+
+
+def block_checks(
+    blocks, complete: bool, min_blocks: int = MIN_BLOCKS, max_dropped_share: float = MAX_DROPPED_SHARE
+) -> tuple[dict[str, Any], list[str]]:
+    """The checks on what a protocol left of a text: ({thresholds, measured}, [reasons it is flagged]).
+
+    ``blocks`` before any ``max_blocks`` subset; ``complete``: every row was cut (else the block count is
+    only known to exceed the subset, and is not checked)."""
+    share = blocks.tokens_dropped / blocks.stream_tokens if blocks.stream_tokens else 1.0
+    flags = []
+    if complete and len(blocks) < min_blocks:
+        flags.append(
+            f"only {len(blocks)} {blocks.protocol} blocks of {blocks.seq_len} tokens (fewer than the "
+            f"{min_blocks} required, --min-blocks): the standard error over blocks is unreliable"
+        )
+    if share > max_dropped_share:
+        flags.append(
+            f"the {blocks.protocol} protocol drops {share:.0%} of the text's {blocks.stream_tokens:,} tokens "
+            f"(the remainder shorter than a block; more than the {max_dropped_share:.0%} allowed, --max-dropped)"
+        )
+    checks = {
+        "min_blocks": min_blocks,
+        "max_dropped_share": max_dropped_share,
+        "blocks": len(blocks) if complete else None,
+        "dropped_share": share,
+    }
+    return checks, flags
 
 
 def evaluate_benchmark(
@@ -42,16 +78,28 @@ def evaluate_benchmark(
     max_lambada: int | None = None,
     lambada_acc: bool = True,
     precision: str = "auto",
+    min_blocks: int = MIN_BLOCKS,
+    max_dropped_share: float = MAX_DROPPED_SHARE,
+    strict: bool = False,
+    text=None,
     log=print,
 ) -> dict[str, Any]:
-    """One benchmark's entry of ``zero_shot.json`` (see module docstring)."""
+    """One benchmark's entry of ``zero_shot.json`` (see module docstring). ``text``: rows given directly
+    (:func:`mdm.eval.text.load_text`) instead of loading ``bench``. A result that fails
+    :func:`block_checks` is flagged (``status``, ``flags``), or with ``strict`` refused (RefusedError)."""
     seq_len = loaded.cfg.model.seq_len
-    text = load_benchmark(bench, split=split, data_dir=data_dir, source=source, hub_mirror=hub_mirror)
+    if text is None:
+        text = load_benchmark(bench, split=split, data_dir=data_dir, source=source, hub_mirror=hub_mirror)
     log(f"[eval] {bench.name} ({text.split}): {len(text.rows):,} rows from {text.source} [{text.release}]")
     docs, complete = _docs_for(text.docs, tok, seq_len, protocol, max_blocks)
     ids = tok.encode_batch(docs)
     blocks = make_blocks(ids, [utf8_len(d) for d in docs], seq_len, protocol, tok.eos_id, tok.bos_id)
     full_blocks = len(blocks) if complete else None
+    checks, flags = block_checks(blocks, complete, min_blocks, max_dropped_share)
+    if flags and strict:
+        raise RefusedError(f"{bench.name}: refused: " + "; ".join(flags))
+    for f in flags:
+        log(f"[eval] warning: {bench.name}: {f}")
     if max_blocks is not None:
         blocks = blocks.subset(max_blocks)
     res = estimate_bound(
@@ -78,6 +126,9 @@ def evaluate_benchmark(
         "stream_tokens": blocks.stream_tokens,
         "tokens_dropped": blocks.tokens_dropped,
         "blocks_available": full_blocks,
+        "status": "flagged" if flags else "ok",
+        "flags": flags,
+        "checks": checks,
         **res.summary(),
     }
     if max_blocks is not None and (full_blocks is None or max_blocks < full_blocks):
@@ -124,21 +175,32 @@ def evaluate_run(
     *,
     write: bool = True,
     skip_missing: bool = False,
+    texts: list | None = None,
     log=print,
     **kw: Any,
 ) -> dict[str, Any]:
-    """Evaluate ``benchmarks`` and (with ``write``) merge them into ``<run>/eval/zero_shot.json``.
+    """Evaluate ``benchmarks`` and ``texts`` ((Benchmark, BenchmarkText) pairs of a user's own text,
+    :func:`mdm.eval.text.load_text`) and (with ``write``) merge them into ``<run>/eval/zero_shot.json``.
+    Results failing :func:`block_checks` are flagged, or with ``strict=True`` listed under ``refused``.
 
     A benchmark that cannot be loaded (missing file, offline Hub, too short) raises, or with
     ``skip_missing`` is reported under ``skipped`` with its reason while the others go on.
     """
-    benches = parse_benchmarks(benchmarks)
+    benches = [(b, None) for b in parse_benchmarks(benchmarks)] if benchmarks else []
+    benches += list(texts or [])
     protocol = kw.get("protocol", DEFAULT_PROTOCOL)
-    results, skipped = {}, {}
-    for b in benches:
+    results, skipped, refused = {}, {}, {}
+    for b, text in benches:
         try:
-            results[b.name] = evaluate_benchmark(loaded, tok, b, log=log, **kw)
+            results[b.name] = evaluate_benchmark(loaded, tok, b, log=log, text=text, **kw)
+        except RefusedError as e:
+            refused[b.name] = str(e)
+            log(f"[eval] {e}")
         except (BenchmarkError, ProtocolError) as e:
+            if text is not None:  # the user's own text: too short for one block, ... -> refused, named
+                refused[b.name] = f"{b.name}: refused: {e}"
+                log(f"[eval] {refused[b.name]}")
+                continue
             if not skip_missing:
                 raise
             skipped[b.name] = str(e)
@@ -154,6 +216,7 @@ def evaluate_run(
         "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "results": results,
         "skipped": skipped,
+        "refused": refused,
     }
     if write and loaded.run_dir is not None and results:
         path = Path(loaded.run_dir) / "eval" / RESULT_FILE
@@ -200,6 +263,7 @@ def format_table(results: dict[str, dict], protocol: str) -> str:
         "PPL bound [95% CI]",
         "bits/byte",
         "LAMBADA acc",
+        "check",
         "release",
     ]
     rows = []
@@ -218,9 +282,11 @@ def format_table(results: dict[str, dict], protocol: str) -> str:
                 ppl,
                 f"{_fmt(r['bits_per_byte'], '.4f')} ± {_fmt(r['bits_per_byte_se'], '.4f')}",
                 acc_s,
+                "FLAGGED" if r.get("flags") else "ok",
                 r["release"] + (f" ({r['subset']})" if r.get("subset") else ""),
             ]
         )
+    notes = [f"! {name}: {f}" for name, r in results.items() for f in r.get("flags") or []]
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
     line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths))  # noqa: E731
-    return head + "\n".join([line(cols), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+    return head + "\n".join([line(cols), line(["-" * w for w in widths]), *(line(r) for r in rows), *notes])
