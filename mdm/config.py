@@ -130,6 +130,29 @@ class SyntheticConfig:
 
 
 @dataclass
+class PrepareConfig:
+    """How ``mdm data prepare`` works; none of it changes the token stream (runs are not renamed by it)."""
+
+    num_proc: int = 1  # tokenizer worker processes; 1 = in the main process (tokenizers' own threads)
+    streaming: bool = False  # HF sources: datasets.load_dataset(..., streaming=True) (no Arrow cache)
+    revision: str | None = None  # HF sources: the dataset revision (a commit sha pins it) for load_dataset
+    shard_tokens: int = 1 << 28  # a split longer than this is written as several <split>-NNNNN.bin shards
+    batch_chars: int = 1 << 22  # characters per tokenizer batch (the unit of work and of memory)
+    batch_docs: int = 1024  # at most this many documents per tokenizer batch
+    tokenizer_from: str | None = None  # a prepared data dir whose tokenizer to reuse (bpe/char mixtures)
+
+
+@dataclass
+class MixtureSource:
+    """One source of a mixture: a data.name (and path/dir) and its sampling weight."""
+
+    name: str = "books"
+    weight: float = 1.0
+    path: str | None = None
+    dir: str | None = None
+
+
+@dataclass
 class DataConfig:
     """Where tokens come from. ``name`` selects a source recipe (see mdm/data)."""
 
@@ -144,6 +167,9 @@ class DataConfig:
     on_bad_file: str = "skip"  # empty / non-UTF-8 input file: skip (warn, naming it) | error
     books_sources: str = "auto"  # books: auto (Debian packages when apt can fetch them) | pypi | all
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    # Several sources sampled by weight (the other data fields apply to each); empty = just data.name.
+    mixture: list[MixtureSource] = field(default_factory=list)
 
 
 @dataclass

@@ -26,7 +26,7 @@ from mdm.io import atomic_write_json, read_jsonl
 
 # Keys that do not change what is trained (bookkeeping, logging) and so do not enter the run name.
 _OBJECTIVE_SECTIONS = {"edlm": "edlm_nce", "ccdd": "ccdd"}  # objective sub-config -> the objective using it
-_NAME_EXCLUDED = {("train", "runs_dir"), ("train", "run_name"), ("logging",), ("eval",), ("train", "threads")}
+_NAME_EXCLUDED = {("train", "runs_dir"), ("train", "run_name"), ("logging",), ("eval",), ("train", "threads"), ("data", "prepare")}
 
 
 def run_name(cfg: Config) -> str:
@@ -39,6 +39,8 @@ def run_name(cfg: Config) -> str:
     for sub, owner in _OBJECTIVE_SECTIONS.items():
         if cfg.objective.name != owner:
             d["objective"].pop(sub, None)
+    if not d["data"].get("mixture"):
+        d["data"].pop("mixture", None)  # a single-source run keeps the name it had before mixtures
     for key in _NAME_EXCLUDED:
         node = d
         for k in key[:-1]:

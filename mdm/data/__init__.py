@@ -2,21 +2,31 @@
 
 Public interface: :func:`build_loader`, :func:`ensure_prepared`, :func:`resolve_data_dir`,
 :class:`BlockLoader`, :class:`DataMeta`, :func:`load_meta`, ``SOURCES``. See ``mdm/data/meta.py`` for the
-vocabulary convention (real ids < mask_id; vocab_size a multiple of 64).
+vocabulary convention (real ids < mask_id; vocab_size a multiple of 64). The names are imported lazily,
+so that preparing data (and its worker processes) does not import torch.
 """
 
-from mdm.data.datamodule import BlockLoader, build_loader, ensure_prepared, get_meta, resolve_data_dir
-from mdm.data.meta import DataError, DataMeta, load_meta
-from mdm.data.sources import SOURCES
+from __future__ import annotations
 
-__all__ = [
-    "SOURCES",
-    "BlockLoader",
-    "DataError",
-    "DataMeta",
-    "build_loader",
-    "ensure_prepared",
-    "get_meta",
-    "load_meta",
-    "resolve_data_dir",
-]
+import importlib
+from typing import Any
+
+_LAZY = {
+    "BlockLoader": "mdm.data.datamodule",
+    "build_loader": "mdm.data.datamodule",
+    "ensure_prepared": "mdm.data.datamodule",
+    "get_meta": "mdm.data.datamodule",
+    "resolve_data_dir": "mdm.data.datamodule",
+    "DataError": "mdm.data.meta",
+    "DataMeta": "mdm.data.meta",
+    "load_meta": "mdm.data.meta",
+    "SOURCES": "mdm.data.sources",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mdm.data' has no attribute {name!r}")

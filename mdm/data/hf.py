@@ -82,11 +82,15 @@ def _offline_env() -> bool:
     return bool(getattr(datasets.config, "HF_HUB_OFFLINE", False))
 
 
-def load_splits(spec: HFSpec, path: str | None) -> tuple[dict[str, Any], str]:
-    """``{split: datasets.Dataset}`` and a description of where they came from."""
+def load_splits(
+    spec: HFSpec, path: str | None, streaming: bool = False, revision: str | None = None
+) -> tuple[dict[str, Any], str, list[str]]:
+    """``{split: datasets.Dataset or IterableDataset (streaming)}``, a description of where they came from
+    and the local data files (empty for the Hub and save_to_disk directories)."""
     import datasets
 
     where = path or spec.hub_id
+    files: list[str] = []
     try:
         if (
             path
@@ -100,7 +104,8 @@ def load_splits(spec: HFSpec, path: str | None) -> tuple[dict[str, Any], str]:
         elif path and (Path(path).expanduser().exists() or glob.has_magic(path)):
             p = Path(path).expanduser()
             if p.is_dir():
-                loaded = datasets.load_dataset(str(p))
+                files = sorted(str(f) for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+                loaded = datasets.load_dataset(str(p), streaming=streaming)
             else:
                 files = sorted(glob.glob(str(p))) if glob.has_magic(path) else [str(p)]
                 if not files:
@@ -115,7 +120,7 @@ def load_splits(spec: HFSpec, path: str | None) -> tuple[dict[str, Any], str]:
                 kind = builder.get(Path(files[0]).suffix)
                 if kind is None:
                     raise DataError(f"data.path={path!r}: cannot tell the format of {files[0]}")
-                loaded = datasets.load_dataset(kind, data_files={"train": files})
+                loaded = datasets.load_dataset(kind, data_files={"train": files}, streaming=streaming)
         else:
             if not _offline_env() and not _hub_reachable():
                 raise DataError(
@@ -123,7 +128,9 @@ def load_splits(spec: HFSpec, path: str | None) -> tuple[dict[str, Any], str]:
                     "Hub is blocked). Download it elsewhere and set data.path to a local copy (a save_to_disk "
                     "directory or parquet/jsonl files), or set HF_HUB_OFFLINE=1 to use the local HF cache."
                 )
-            loaded = datasets.load_dataset(spec.hub_id if not path else path, spec.config)
+            loaded = datasets.load_dataset(
+                spec.hub_id if not path else path, spec.config, streaming=streaming, revision=revision
+            )
     except DataError:
         raise
     except Exception as e:  # ConnectionError, FileNotFoundError, DatasetNotFoundError, ...
@@ -132,19 +139,63 @@ def load_splits(spec: HFSpec, path: str | None) -> tuple[dict[str, Any], str]:
             f"{f' ({spec.config})' if spec.config and not path else ''}: {type(e).__name__}: {e}. "
             "Without network access set data.path to a local copy."
         ) from e
-    if isinstance(loaded, datasets.Dataset):
-        loaded = datasets.DatasetDict({"train": loaded})
-    return dict(loaded), where
+    if isinstance(loaded, datasets.Dataset | datasets.IterableDataset):
+        loaded = {"train": loaded}
+    return dict(loaded), where, files
+
+
+def _columns(ds: Any) -> list[str]:
+    cols = ds.column_names
+    if cols is None:  # a streaming dataset whose features are not known before reading
+        cols = list(next(iter(ds.take(1))).keys()) if hasattr(ds, "take") else []
+    return list(cols)
+
+
+def _rows(ds: Any, cols: list[str], start: int = 0, stop: int | None = None) -> Iterator[dict[str, list]]:
+    """Column batches of rows ``[start, stop)`` of a Dataset or IterableDataset (read in order)."""
+    missing = [c for c in cols if c not in _columns(ds)]
+    if missing:
+        raise DataError(f"dataset has no {missing[0]!r} column (columns: {', '.join(_columns(ds))})")
+    ds = ds.select_columns(cols)
+    if hasattr(ds, "__len__") and hasattr(ds, "__getitem__"):  # Arrow-backed: slice directly
+        stop = len(ds) if stop is None else stop
+        for i in range(start, stop, 1000):
+            yield ds[i : min(i + 1000, stop)]
+        return
+    i = 0
+    for batch in ds.iter(batch_size=1000):
+        n = len(batch[cols[0]])
+        lo, hi = max(start - i, 0), n if stop is None else min(n, stop - i)
+        if lo < hi:
+            yield {c: v[lo:hi] for c, v in batch.items()} if (lo, hi) != (0, n) else batch
+        i += n
+        if stop is not None and i >= stop:
+            return
 
 
 def _texts(ds: Any, field_name: str, start: int = 0, stop: int | None = None) -> Iterator[str]:
-    stop = len(ds) if stop is None else stop
-    if field_name not in ds.column_names:
-        raise DataError(f"dataset has no {field_name!r} column (columns: {', '.join(ds.column_names)})")
-    for i in range(start, stop, 1000):
-        for t in ds[i : min(i + 1000, stop)][field_name]:
+    for rows in _rows(ds, [field_name], start, stop):
+        for t in rows[field_name]:
             if t:
                 yield t
+
+
+def num_rows(ds: Any, files: list[str]) -> int:
+    """Rows of a split: len() of a Dataset; for streaming, the dataset info or the parquet metadata."""
+    if hasattr(ds, "__len__"):
+        return len(ds)
+    splits = getattr(getattr(ds, "info", None), "splits", None) or {}
+    for info in splits.values() if hasattr(splits, "values") else []:
+        if getattr(info, "num_examples", None):
+            return int(info.num_examples)
+    if files and all(f.endswith(".parquet") for f in files):
+        import pyarrow.parquet as pq
+
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    raise DataError(
+        "a streaming dataset of unknown length cannot hold out its last documents; "
+        "set data.prepare.streaming=false or use parquet files"
+    )
 
 
 _WIKI_TITLE = re.compile(r"^ = [^=].* = \n?$")
@@ -162,7 +213,14 @@ def wikitext_articles(lines: Iterator[str]) -> Iterator[str]:
         yield "".join(cur).strip("\n")
 
 
-def build_corpus(name: str, spec: HFSpec, dsets: dict[str, Any], where: str) -> Corpus:
+def build_corpus(
+    name: str,
+    spec: HFSpec,
+    dsets: dict[str, Any],
+    where: str,
+    files: list[str] | None = None,
+    revision: str | None = None,
+) -> Corpus:
     tf = spec.text_field
     factories: dict[str, Callable[[], Iterator[str]]] = {}
     sizes: dict[str, int | None] = {}
@@ -171,7 +229,7 @@ def build_corpus(name: str, spec: HFSpec, dsets: dict[str, Any], where: str) -> 
         raise DataError(f"{where}: no train split (found: {', '.join(dsets)})")
     if spec.holdout_last:
         train = dsets["train"]
-        n = len(train)
+        n = num_rows(train, [f for f in files or [] if "train" in Path(f).name] or files or [])
         if n <= spec.holdout_last:
             raise DataError(
                 f"{where}: {n} documents, fewer than the {spec.holdout_last} held out for validation"
@@ -182,16 +240,17 @@ def build_corpus(name: str, spec: HFSpec, dsets: dict[str, Any], where: str) -> 
         sizes = {"train": cut, "validation": spec.holdout_last}
     elif spec.hash_split:
         train, idf, frac = dsets["train"], spec.id_field, spec.hash_split
+        with_id = bool(idf) and idf in _columns(train)
 
         def part(split: str) -> Callable[[], Iterator[str]]:
             def it() -> Iterator[str]:
-                cols = [tf] + ([idf] if idf and idf in train.column_names else [])
-                for i in range(0, len(train), 1000):
-                    rows = train[i : i + 1000]
+                i = 0
+                for rows in _rows(train, [tf] + ([idf] if with_id else [])):
                     for j, t in enumerate(rows[tf]):
-                        doc_id = rows[idf][j] if len(cols) > 1 else str(i + j)
+                        doc_id = rows[idf][j] if with_id else str(i + j)
                         if t and split_of(str(doc_id), frac, frac) == split:
                             yield t
+                    i += len(rows[tf])
 
             return it
 
@@ -206,12 +265,14 @@ def build_corpus(name: str, spec: HFSpec, dsets: dict[str, Any], where: str) -> 
                     sizes[split] = None
                 else:
                     factories[split] = (lambda d: lambda: _texts(d, tf))(ds)
-                    sizes[split] = len(ds)
+                    sizes[split] = len(ds) if hasattr(ds, "__len__") else None
         if spec.validation_from and "validation" not in factories and spec.validation_from in factories:
             aliases["validation"] = spec.validation_from
     source = {"name": name, "dataset": where, "config": spec.config, "licence": spec.licence, "sha256": None}
-    fingerprints = {s: getattr(d, "_fingerprint", None) for s, d in dsets.items()}
-    source["fingerprints"] = fingerprints
+    source["revision"] = revision
+    source["fingerprints"] = {s: getattr(d, "_fingerprint", None) for s, d in dsets.items()}
+    if files:
+        source["files"] = [{"file": f, "bytes": Path(f).stat().st_size} for f in files]
     return Corpus(factories, sources=[source], sizes=sizes, aliases=aliases, layout=spec.layout)
 
 
@@ -221,5 +282,8 @@ def prepare_hf(cfg: Any, out_dir: Path, progress: bool = True) -> DataMeta:
             f"data.name={cfg.name!r} is not a Hugging Face source; choose one of: {', '.join(SPECS)}"
         )
     spec = SPECS[cfg.name]
-    dsets, where = load_splits(spec, cfg.path)
-    return write_corpus(cfg, build_corpus(cfg.name, spec, dsets, where), out_dir, progress)
+    p = getattr(cfg, "prepare", None)
+    streaming, revision = (p.streaming, p.revision) if p is not None else (False, None)
+    dsets, where, files = load_splits(spec, cfg.path, streaming=streaming, revision=revision)
+    corpus = build_corpus(cfg.name, spec, dsets, where, files, revision)
+    return write_corpus(cfg, corpus, out_dir, progress)

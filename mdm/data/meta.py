@@ -11,8 +11,10 @@ never contain ``mask_id`` or padding ids.
 
 Shard layout (``layout == "flat-eos"``): each split is one flat token file ``<split>.bin`` (numpy
 ``dtype``) in which every document is followed by ``eos_id``, plus ``<split>.idx`` (int64, ``n + 1``
-document start offsets, the last being the token count). The synthetic source uses ``"stream"``: one
-document per split (a single stationary Markov chain), no EOS anywhere.
+document start offsets, the last being the token count). A split larger than ``prepare.shard_tokens``
+is instead several shards ``<split>-00000.bin`` / ``.idx`` ... (each the same format, offsets local to
+the shard), listed in order in ``SplitInfo.shards``; the loader reads them as one stream. The synthetic
+source uses ``"stream"``: one document per split (a single stationary Markov chain), no EOS anywhere.
 """
 
 from __future__ import annotations
@@ -63,6 +65,11 @@ class SplitInfo:
     file: str  # relative to the data dir
     sha256: str
     index_file: str | None = None  # int64 document offsets, n_documents + 1 entries
+    # Several shards (a prepare of more than prepare.shard_tokens tokens): ``file``/``index_file`` are
+    # then the name patterns ``<split>-*.bin``/``.idx``, ``sha256`` is that of the whole token stream
+    # (the shards concatenated in order) and each entry holds a shard's file, index_file (offsets local
+    # to the shard), tokens, documents and sha256. None (left out of meta.json): one file per split.
+    shards: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -80,6 +87,7 @@ class DataMeta:
     splits: dict[str, SplitInfo] = field(default_factory=dict)
     layout: str = "flat-eos"  # flat-eos | stream
     tokenizer_file: str | None = None  # relative path of a tokenizers JSON beside the shards
+    tokenizer_sha256: str | None = None  # sha256 of tokenizer_file (which tokenizer made the ids)
     sources: list[dict[str, Any]] = field(default_factory=list)  # name, version, sha256, licence, ...
     entropy_per_token: float | None = None  # synthetic: exact entropy rate in nats/token
     synthetic: dict[str, Any] | None = None  # synthetic: parameters and exact entropies
@@ -118,6 +126,9 @@ class DataMeta:
     # -- (de)serialisation -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        for info in d["splits"].values():
+            if info.get("shards") is None:
+                info.pop("shards", None)  # one file per split: meta.json as before sharding existed
         d["tokens_per_split"] = self.tokens_per_split  # redundant, for humans and grep
         d["n_documents"] = self.n_documents
         return d

@@ -1,15 +1,19 @@
-"""Prepare a data directory atomically and idempotently.
+"""Prepare a data directory atomically, idempotently and resumably.
 
-The recipe writes into a hidden temporary sibling ``.<key>.tmp-<pid>-<rand>``; meta.json is written last
-and the directory is renamed into place with :func:`os.replace`. A directory is complete iff it has a
-meta.json, so a prepare killed at any point never looks complete; a file lock serialises concurrent
-prepares of the same key (e.g. two DDP ranks) and the loser finds the winner's result.
+The recipe writes into a hidden sibling ``.<key>.partial``; meta.json is written last and the directory
+is renamed into place with :func:`os.replace`. A directory is complete iff it has a meta.json, so a
+prepare killed at any point never looks complete; a file lock serialises concurrent prepares of the same
+key (e.g. two DDP ranks) and the loser finds the winner's result. The partial directory survives a kill:
+its ``progress.json`` records what made it (the config record and the shard layout settings) and, for the
+text recipes, the tokenizer and the completed shards (:mod:`mdm.data.pipeline`), so re-running the same
+prepare continues after the last completed shard; a partial directory made by another config is removed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import fcntl
+import json
 import os
 import shutil
 import uuid
@@ -66,6 +70,17 @@ def _locked(lock_path: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def identity(cfg: Any) -> dict[str, Any]:
+    """What a partial directory must have been made from to be resumed."""
+    p = getattr(cfg, "prepare", None)
+    layout = (
+        {k: getattr(p, k) for k in ("shard_tokens", "batch_chars", "batch_docs", "tokenizer_from")}
+        if p
+        else {}
+    )
+    return {"config": cfg_record(cfg), "layout": layout}
+
+
 def prepare(cfg: Any, data_dir: Path, progress: bool = True, force: bool = False) -> Path:
     """Make ``data_dir`` hold the prepared data for ``cfg``; a no-op when it already does."""
     data_dir = Path(data_dir)
@@ -84,24 +99,30 @@ def prepare(cfg: Any, data_dir: Path, progress: bool = True, force: bool = False
             )
         for stale in parent.glob(f".{data_dir.name}.tmp-*"):  # left by killed prepares (we hold the lock)
             shutil.rmtree(stale, ignore_errors=True)
-        tmp = parent / f".{data_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir(parents=True)
-        try:
-            meta = source.load()(cfg, tmp, progress)
-            meta.config = cfg_record(cfg)
-            meta.check()
-            meta.to_json(tmp / META_FILE)  # last file written: marks completeness
-            _fsync_dir(tmp)
-            if data_dir.exists():
-                old = parent / f".{data_dir.name}.tmp-old-{uuid.uuid4().hex[:8]}"
-                os.replace(data_dir, old)
-                os.replace(tmp, data_dir)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, data_dir)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+        from mdm.data.pipeline import PROGRESS_FILE, read_progress, write_progress
+
+        tmp = parent / f".{data_dir.name}.partial"
+        ident = json.loads(json.dumps(identity(cfg)))  # as it reads back from JSON
+        if tmp.exists() and (force or read_progress(tmp).get("identity") != ident):
+            shutil.rmtree(tmp)
+        if not tmp.exists():
+            tmp.mkdir(parents=True)
+            write_progress(tmp, {"identity": ident, "tokenizer": None, "splits": {}})
+        elif progress:
+            print(f"[mdm data] resuming the interrupted prepare in {tmp}")
+        meta = source.load()(cfg, tmp, progress)
+        meta.config = cfg_record(cfg)
+        meta.check()
+        (tmp / PROGRESS_FILE).unlink()
+        meta.to_json(tmp / META_FILE)  # last file written: marks completeness
+        _fsync_dir(tmp)
+        if data_dir.exists():
+            old = parent / f".{data_dir.name}.tmp-old-{uuid.uuid4().hex[:8]}"
+            os.replace(data_dir, old)
+            os.replace(tmp, data_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, data_dir)
     return data_dir
 
 

@@ -48,8 +48,11 @@ def normalize(text: str) -> str:
     if "\x08" in text:
         text = _OVERSTRIKE.sub("", text)
     text = _CTRL.sub("", text)
-    text = re.sub(r"[ \t]+\n", "\n", text)
-    text = re.sub(r"\n{3,}", "\n\n", text)
+    if " \n" in text or "\t\n" in text:  # = re.sub(r"[ \t]+\n", "\n", text), several times faster
+        lines = text.split("\n")
+        text = "\n".join([line.rstrip(" \t") for line in lines[:-1]] + [lines[-1]])
+    if "\n\n\n" in text:
+        text = re.sub(r"\n{3,}", "\n\n", text)
     return text.strip()
 
 

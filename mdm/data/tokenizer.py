@@ -243,6 +243,19 @@ def build_tokenizer(
     raise DataError(f"data.tokenizer={kind!r} is not valid; choose one of: bpe, gpt2, bert, char")
 
 
+def tokenizer_from_file(
+    path: str | Path, kind: str, eos_id: int | None, bos_id: int | None, pad_id: int | None
+) -> TextTokenizer:
+    """A tokenizer saved by :meth:`TextTokenizer.save` (``kind`` and the specials as in meta.json)."""
+    path = Path(path)
+    raw = json.loads(path.read_text())
+    if raw.get("mdm_char_tokenizer"):
+        return CharTokenizer(raw["chars"])
+    from tokenizers import Tokenizer
+
+    return HFTokenizer(kind, Tokenizer.from_file(str(path)), eos_id, bos_id, pad_id)
+
+
 def load_tokenizer(data_dir: str | Path) -> TextTokenizer:
     """The tokenizer saved beside the shards of a prepared directory (for decoding samples, eval)."""
     from mdm.data.meta import load_meta
@@ -251,15 +264,7 @@ def load_tokenizer(data_dir: str | Path) -> TextTokenizer:
     if meta.tokenizer_file is None:
         raise DataError(f"{data_dir} has no tokenizer file (tokenizer={meta.tokenizer!r})")
     path = Path(data_dir) / meta.tokenizer_file
-    raw = json.loads(path.read_text())
-    if raw.get("mdm_char_tokenizer"):
-        tok: TextTokenizer = CharTokenizer(raw["chars"])
-    else:
-        from tokenizers import Tokenizer
-
-        tok = HFTokenizer(
-            meta.tokenizer, Tokenizer.from_file(str(path)), meta.eos_id, meta.bos_id, meta.pad_id
-        )
+    tok = tokenizer_from_file(path, meta.tokenizer, meta.eos_id, meta.bos_id, meta.pad_id)
     if tok.n_real != meta.mask_id:
         raise DataError(f"{path} has {tok.n_real} tokens but meta.json says mask_id={meta.mask_id}")
     return tok

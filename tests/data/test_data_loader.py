@@ -196,6 +196,8 @@ def test_prepare_is_idempotent_and_atomic(syn_cfg, tmp_path, monkeypatch):
         ensure_prepared(cfg2, progress=False)
     assert not target.exists()
     assert not list(target.parent.glob(f".{target.name}.tmp-*"))
+    # what it leaves is the resumable partial directory, never taken for a complete one
+    assert (target.parent / f".{target.name}.partial").is_dir()
     monkeypatch.undo()
     monkeypatch.setenv("MDM_DATA_DIR", str(tmp_path / "cache"))
     assert (ensure_prepared(cfg2, progress=False) / "meta.json").is_file()
