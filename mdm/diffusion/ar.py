@@ -32,8 +32,8 @@ class Autoregressive(Objective):
     def sequence_loss(self, model, batch, t=None, generator=None):
         x = batch["input_ids"]  # (B, L)
         valid = batch.get("attention_mask")
-        logp = self.log_probs(model, x[:, :-1])  # (B, L-1, V); causal: padding at the end is harmless
-        nll = -logp.gather(-1, x[:, 1:].unsqueeze(-1)).squeeze(-1)  # (B, L-1)
+        # causal: padding at the end is harmless; = -log_probs(...).gather(x[:, 1:]) exactly
+        nll = self.real_token_nll(model(x[:, :-1], None), x[:, 1:])  # (B, L-1)
         if valid is not None:
             nll = torch.where(valid[:, 1:], nll, torch.zeros_like(nll))
         return nll.sum(-1)

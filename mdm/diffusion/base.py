@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
 from mdm.config import Config
 from mdm.diffusion.schedules import Schedule, build_schedule
@@ -109,12 +110,33 @@ class Objective:
     def clean_log_probs(self, logits: torch.Tensor) -> torch.Tensor:
         """log p(x^l = v | ...) over real tokens: mask and padding ids get -inf (SUBS zero-masking). float32.
 
-        Writes the -inf in place into the (float32) logits to spare a (B, L, V) copy: pass a tensor the
+        Without gradients the -inf is written in place into the (float32) logits: pass a tensor the
         caller no longer needs unmasked (a fresh network output; re-masking a cached one is harmless).
+        With gradients it is out of place (log-softmax over the real columns, padded with -inf), since
+        an in-place write would make backward clone the whole (B, L, V) gradient and zero-fill a slice
+        of it. Both give exactly the values (and gradients) of writing -inf into the logits.
         """
         logits = logits.float()
-        logits[..., self.vocab.mask_id :] = float("-inf")
-        return torch.log_softmax(logits, dim=-1)
+        M, V = self.vocab.mask_id, logits.shape[-1]
+        if V <= M:
+            return torch.log_softmax(logits, dim=-1)
+        if not logits.requires_grad:
+            logits[..., M:] = float("-inf")
+            return torch.log_softmax(logits, dim=-1)
+        return F.pad(torch.log_softmax(logits[..., :M], dim=-1), (0, V - M), value=float("-inf"))
+
+    def real_token_nll(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """-log p(target^l) under the softmax over real tokens, (...,) float32 for logits (..., V).
+
+        Equal bit for bit (values and gradients) to ``-clean_log_probs(logits).gather(-1, target)``,
+        but one fused cross-entropy over the real-token columns: no (B, L, V) log-probabilities, no
+        -inf columns, no zero-filled gradient of them. ``target`` must hold real token ids (< mask_id).
+        """
+        logits = logits.float()
+        if logits.shape[-1] > self.vocab.mask_id:
+            logits = logits[..., : self.vocab.mask_id]
+        flat = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none")
+        return flat.view(target.shape)
 
     # -- the interface ------------------------------------------------------------------------------
     def scored_tokens(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

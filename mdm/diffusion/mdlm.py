@@ -37,7 +37,6 @@ class MDLM(Objective):
         valid = batch.get("attention_mask")
         z, masked = self.mask_tokens(x, t, valid, generator)  # (B, L)
         key_mask = valid if valid is not None else None
-        logp = self.clean_log_probs(model(z, self.sigma_input(t), key_mask=key_mask))  # (B, L, V)
-        nll = -logp.gather(-1, x.unsqueeze(-1)).squeeze(-1)  # (B, L)
+        nll = self.real_token_nll(model(z, self.sigma_input(t), key_mask=key_mask), x)  # (B, L)
         nll = torch.where(masked, nll, torch.zeros_like(nll))  # carry-over: zero loss
         return self.schedule.mask_weight(t) * nll.sum(-1)  # (B,)

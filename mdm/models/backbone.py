@@ -52,7 +52,7 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(D, eps=cfg.norm_eps, bias=False)
         self.mlp = nn.Sequential(
             nn.Linear(D, dims.d_mlp, bias=False),
-            nn.GELU(approximate="tanh"),
+            nn.GELU(approximate="tanh" if cfg.activation == "gelu_tanh" else "none"),
             nn.Linear(dims.d_mlp, D, bias=False),
         )
         self.drop = nn.Dropout(cfg.dropout)

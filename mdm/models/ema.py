@@ -23,12 +23,16 @@ class EMA:
     @torch.no_grad()
     def update(self, model: nn.Module, num_updates: int) -> None:
         d = min(self.decay, (1 + num_updates) / (10 + num_updates))
+        shadows, params = [], []
         for n, p in model.named_parameters():
             if n in self.shadow:
                 s = self.shadow[n]
                 if s.device != p.device:
                     s = self.shadow[n] = s.to(p.device)
-                s.lerp_(p.detach(), 1.0 - d)
+                shadows.append(s)
+                params.append(p.detach())
+        if shadows:  # one multi-tensor call (the same lerp per tensor) instead of a Python loop of kernels
+            torch._foreach_lerp_(shadows, params, 1.0 - d)
 
     @contextmanager
     @torch.no_grad()
