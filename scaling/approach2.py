@@ -159,7 +159,8 @@ def fit_budget(
     xv = xc + zv
     # ln D against ln N within the budget, evaluated at the vertex
     slope, icpt = np.polyfit(x, np.log(d), 1)
-    d_opt = float(np.exp(icpt + slope * xv))
+    with np.errstate(over="ignore"):  # a flat parabola's vertex can lie decades away
+        d_opt = float(np.exp(icpt + slope * xv))
     i_min = int(np.argmin(loss))
     lo_x, hi_x = (
         (x.min(), x.max()) if size_range is None else np.log(np.asarray(size_range, dtype=np.float64))

@@ -250,7 +250,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                 ci_s = f" [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else ""
                 print(f"{what} at C={c_ref:.3g}: {_fmt(e['value'])}{ci_s} ({e['method']})")
             else:
-                print(f"{what} at C={c_ref:.3g}: NOT REPORTED ({e['status']}: {'; '.join(e['reasons'])})")
+                print(f"{what} at C={c_ref:.3g}: NOT REPORTED ({e['status']}: {e['reasons'][0]})")
     for w in doc["warnings"]:
         print(f"WARNING: {w}", file=sys.stderr)
     print(f"wrote {Path(args.out) / 'report.md'}")

@@ -111,9 +111,11 @@ def plot_frontier(
     a3: Mapping[str, Approach3Fit],
     a2: Mapping[str, Approach2Fit] | None = None,
     level: float = 0.95,
+    note: str = "",
 ) -> Figure:
     """Loss against compute: every run, the Approach-3 compute-optimal frontier L*(C) (band:
-    bootstrap), and the Approach-2 isoFLOP minima."""
+    bootstrap) of the families in ``a3``, and the Approach-2 isoFLOP minima of those in ``a2``.
+    ``note``: a line under the title (e.g. which families' fits were left out and why)."""
     from scaling.forms import optimal_loss_arrays
 
     fig = Figure(figsize=(6.4, 4.4), layout="constrained")
@@ -139,7 +141,7 @@ def plot_frontier(
     ax.set_xscale("log")
     ax.set_xlabel("compute C (FLOPs)")
     ax.set_ylabel("loss (nats/token)")
-    ax.set_title("Loss–compute frontier")
+    ax.set_title("Loss–compute frontier" + (f"\n({note})" if note else ""), fontsize=10)
     ax.legend(fontsize=7)
     return fig
 

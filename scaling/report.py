@@ -377,8 +377,10 @@ def _write_plots(
     for f, ff in fits.items():
         if ff.a1 is not None and ff.history is not None and ff.ok("approach1"):
             written += plots.save(plots.plot_envelope(ff.history, ff.a1), out, f"envelope_{f}")
+    left_out = [f for f in fits if f not in a3]
+    note = f"no Approach-3 frontier for {', '.join(left_out)}: not ok" if left_out else ""
     written += plots.save(
-        plots.plot_frontier({f: ff.df for f, ff in fits.items()}, a3, a2, level), out, "frontier"
+        plots.plot_frontier({f: ff.df for f, ff in fits.items()}, a3, a2, level, note=note), out, "frontier"
     )
     if a2 or a3:
         allc = np.concatenate([ff.budgets for ff in fits.values()])
