@@ -214,6 +214,8 @@ class TrainConfig:
     run_name: str | None = None  # None -> derived from the config
     compile: bool = False
     threads: int | None = None  # torch CPU threads; None -> torch default
+    preempt_grace_s: float = 300.0  # a signal waits this long for the step in progress (then exit 75)
+    force_limits: bool = False  # skip the start-up memory / step-time / table-size checks (mdm/limits.py)
 
 
 @dataclass

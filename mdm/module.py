@@ -11,7 +11,6 @@ import dataclasses
 import random
 import time
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
 
@@ -21,6 +20,7 @@ from mdm.diffusion import Objective, build_objective
 from mdm.models.backbone import Transformer
 from mdm.models.ema import EMA
 from mdm.optim import build_optimizer
+from mdm.pl import pl  # Lightning without its optional heavy imports (mdm/pl.py)
 from mdm.vocab import Vocab
 
 

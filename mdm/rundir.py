@@ -26,7 +26,16 @@ from mdm.io import atomic_write_json, read_jsonl
 
 # Keys that do not change what is trained (bookkeeping, logging) and so do not enter the run name.
 _OBJECTIVE_SECTIONS = {"edlm": "edlm_nce", "ccdd": "ccdd"}  # objective sub-config -> the objective using it
-_NAME_EXCLUDED = {("train", "runs_dir"), ("train", "run_name"), ("logging",), ("eval",), ("train", "threads"), ("data", "prepare")}
+_NAME_EXCLUDED = {
+    ("train", "runs_dir"),
+    ("train", "run_name"),
+    ("logging",),
+    ("eval",),
+    ("train", "threads"),
+    ("data", "prepare"),
+    ("train", "preempt_grace_s"),
+    ("train", "force_limits"),
+}
 
 
 def run_name(cfg: Config) -> str:

@@ -2,32 +2,44 @@
 
 Re-running the same command resumes from ``checkpoints/last.ckpt`` (model, optimizer, scheduler, EMA,
 RNG states, data position); a completed run is skipped. ``summary.json`` is written last, atomically.
+
+Reliability: everything the config decides is checked before the run directory is made (a refused
+start leaves no directory behind), including the memory and step-time limits of :mod:`mdm.limits`;
+one process at a time trains a run directory (:mod:`mdm.lock`); a corrupt or truncated checkpoint is
+set aside as ``<name>.corrupt`` and the run resumes from the newest periodic checkpoint that loads
+(metrics rows past it dropped); SIGINT/SIGTERM/SIGUSR1 checkpoint and exit 75 (:mod:`mdm.preempt`);
+a failed run's ``summary.json`` records its error.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 
 from mdm.config import Config, to_yaml
 from mdm.derived import Derived, derive
 from mdm.diffusion import build_objective
+from mdm.errors import UserError, debug, is_user_error
 from mdm.flops import count
 from mdm.io import atomic_write_text, read_jsonl
+from mdm.limits import check_run, check_synthetic
+from mdm.lock import RunLock, is_rank_zero_process
 from mdm.module import LitDiffusion, build_model
+from mdm.pl import pl  # Lightning without its optional heavy imports
 from mdm.preempt import Preempted, PreemptionCallback
 from mdm.rundir import RunDir, git_sha
 from mdm.vocab import Vocab
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError):
     pass
 
 
@@ -105,7 +117,9 @@ class RunCallback(pl.Callback):
     def save(self, trainer: pl.Trainer, step: int) -> None:
         ckdir = self.run.checkpoints
         tmp = ckdir / ".last.ckpt.tmp"
-        trainer.save_checkpoint(tmp)
+        # weights_only=False: the full training state (Lightning's "model weights only" flag, not
+        # torch.load's; our checkpoints are loaded with torch.load(weights_only=True)).
+        trainer.save_checkpoint(tmp, weights_only=False)
         if trainer.is_global_zero:
             if self.cfg.train.keep_periodic:
                 periodic = ckdir / f"step-{step:07d}.ckpt"
@@ -121,10 +135,50 @@ def load_checkpoint_safely(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, bad pickle, disallowed global
+        first = (str(e).strip().splitlines() or [""])[0][:200]
         raise CheckpointError(
-            f"checkpoint {path} is corrupt or truncated ({type(e).__name__}: {e}). "
-            f"Delete it to restart from an earlier periodic checkpoint or from scratch."
+            f"checkpoint {path} is corrupt or truncated ({type(e).__name__}: {first})"
         ) from e
+
+
+def _set_aside(path: Path) -> Path:
+    """Rename a bad checkpoint to ``<name>.corrupt`` (``.corrupt.N`` if taken); never delete it."""
+    dest, n = path.with_name(path.name + ".corrupt"), 0
+    while dest.exists():
+        n += 1
+        dest = path.with_name(f"{path.name}.corrupt.{n}")
+    os.replace(path, dest)
+    return dest
+
+
+def find_resume_checkpoint(run: RunDir) -> tuple[Path, int] | None:
+    """The newest checkpoint that loads (``last.ckpt``, then ``step-*.ckpt`` newest first) and its step.
+
+    Checkpoints that do not load are renamed to ``*.corrupt`` (by rank 0), saying so. None when the
+    run has no checkpoint at all; CheckpointError, saying what to do, when it has only corrupt ones.
+    """
+    ck = run.checkpoints
+    candidates = ([run.last_ckpt] if run.last_ckpt.exists() else []) + sorted(
+        ck.glob("step-*.ckpt"), reverse=True
+    )
+    for path in candidates:
+        try:
+            state = load_checkpoint_safely(path)
+        except CheckpointError as e:
+            if is_rank_zero_process():
+                print(f"[mdm] {e}; set aside as {_set_aside(path).name}")
+            continue
+        step = int(state.get("global_step", 0))
+        del state
+        return path, step
+    corrupt = sorted(ck.glob("*.corrupt*")) if ck.exists() else []
+    if corrupt:
+        names = ", ".join(p.name for p in corrupt)
+        raise CheckpointError(
+            f"no checkpoint of {run.path} loads ({names} set aside as corrupt). To restart the run from "
+            f"step 0: rm {ck}/*.corrupt* {run.metrics} ; or put a good checkpoint back as {run.last_ckpt}"
+        )
+    return None
 
 
 def _precision(cfg: Config) -> str:
@@ -184,12 +238,52 @@ def train(cfg: Config) -> dict[str, Any]:
     if run.is_complete():
         print(f"[mdm] {run.path} is complete; skipping (delete summary.json to retrain)")
         return run.read_summary()
-    run.path.mkdir(parents=True, exist_ok=True)
-    run.checkpoints.mkdir(exist_ok=True)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    # Everything that can refuse the start runs before the run directory exists.
+    check_synthetic(cfg)
     p = prepare_run(cfg)
+    check_run(cfg, p["counts"], p["derived"], p["vocab"].size)
+    fresh = not run.path.exists()
+    run.path.mkdir(parents=True, exist_ok=True)
+    if not is_rank_zero_process():  # DDP ranks share rank 0's lock
+        return _train(cfg, run, p)
+    try:
+        lock = RunLock(run.path).acquire()
+    except BaseException:
+        if fresh:
+            _remove_if_empty(run)
+        raise
+    try:
+        return _train(cfg, run, p)
+    except BaseException:
+        if fresh:
+            _remove_if_empty(run)
+        raise
+    finally:
+        lock.release()
+
+
+def _remove_if_empty(run: RunDir) -> None:
+    """Remove a run directory made by a start that failed before anything ran (no metrics, summary or
+    checkpoint): only its lock, its config and an empty checkpoints/ are there."""
+    left = {p.name for p in run.path.iterdir()} - {"train.lock", "checkpoints", "config.yaml"}
+    if left or (run.checkpoints.exists() and any(run.checkpoints.iterdir())):
+        return
+    if run.checkpoints.exists():
+        run.checkpoints.rmdir()
+    run.config.unlink(missing_ok=True)
+    (run.path / "train.lock").unlink(missing_ok=True)
+    try:
+        run.path.rmdir()
+    except OSError:
+        pass
+
+
+def _train(cfg: Config, run: RunDir, p: dict[str, Any]) -> dict[str, Any]:
     vocab, counts, derived = p["vocab"], p["counts"], p["derived"]
+    resume = find_resume_checkpoint(run) if run.checkpoints.exists() else None
+    run.checkpoints.mkdir(exist_ok=True)
     atomic_write_text(run.config, to_yaml(cfg))
     print(f"[mdm] run {run.path}")
     print(f"[mdm] derived: {json.dumps(derived.as_dict())}")
@@ -217,20 +311,21 @@ def train(cfg: Config) -> dict[str, Any]:
     }
 
     ckpt_path = None
-    if run.last_ckpt.exists():
-        ck = load_checkpoint_safely(run.last_ckpt)
-        step = int(ck.get("global_step", 0))
-        del ck
-        _truncate_metrics(run, step)
-        ckpt_path = run.last_ckpt
-        print(f"[mdm] resuming from {run.last_ckpt} (step {step})")
-    elif run.metrics.exists():
-        run.metrics.unlink()  # rows from an attempt that never checkpointed
+    if resume is not None:
+        ckpt_path, step = resume
+        if is_rank_zero_process():
+            _truncate_metrics(run, step)
+        print(f"[mdm] resuming from {ckpt_path} (step {step})")
+    elif run.metrics.exists() and is_rank_zero_process():
+        run.metrics.unlink()  # rows from an attempt that never checkpointed (there is no checkpoint at all)
 
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
     module = LitDiffusion(
         cfg, vocab, derived, objective=p["objective"], loader_factory=loader_factory(cfg, derived)
     )
+    if not debug():  # Lightning's banners (GPU/TPU available, tips); our own line says what is used
+        logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     trainer = pl.Trainer(
         accelerator=cfg.train.accelerator,
         devices=cfg.train.devices,
@@ -243,13 +338,20 @@ def train(cfg: Config) -> dict[str, Any]:
         limit_val_batches=cfg.train.val_batches,
         num_sanity_val_steps=0,
         logger=_loggers(cfg, run),
-        callbacks=[saver := RunCallback(run, cfg, derived), PreemptionCallback(saver.save)],  # preempt.py
+        callbacks=[
+            saver := RunCallback(run, cfg, derived),
+            PreemptionCallback(saver.save, cfg.train.preempt_grace_s),  # preempt.py
+        ],
         enable_checkpointing=False,
         enable_progress_bar=cfg.logging.progress_bar,
         enable_model_summary=False,
         default_root_dir=str(run.path),
         use_distributed_sampler=False,
     )
+    if trainer.is_global_zero:
+        print(
+            f"[mdm] device {trainer.strategy.root_device} x {trainer.world_size}, precision {_precision(cfg)}"
+        )
     try:
         trainer.fit(module, ckpt_path=ckpt_path, weights_only=True)
         trainer.validate(module, verbose=False)
@@ -272,6 +374,7 @@ def train(cfg: Config) -> dict[str, Any]:
                     **base_summary,
                     "status": "failed",
                     "error": f"{type(e).__name__}: {e}",
+                    "user_error": is_user_error(e),
                     "traceback": traceback.format_exc(limit=20),
                     "steps": trainer.global_step,
                 }

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mdm.preempt import PREEMPTED_EXIT
+from mdm.errors import ABORTED_EXIT, PREEMPTED_EXIT
 from mdm.sweep.launch import select_runs, write_config
 from mdm.sweep.plan import Plan, PlannedRun
 from mdm.sweep.status import last_metrics, lock_path
@@ -169,7 +169,7 @@ def run_local(
                         f"[sweep] done  {c.run.name}: val_loss {summary['val_loss']:.4f} in {dt:.0f}s "
                         f"({n_done}/{n_done + len(todo) + len(active)}{eta})"
                     )
-                elif rc == PREEMPTED_EXIT or (stop["n"] and rc < 0):
+                elif rc in (PREEMPTED_EXIT, ABORTED_EXIT) or (stop["n"] and rc < 0):
                     res.interrupted.append(c.run.name)
                     out(f"[sweep] stopped {c.run.name} (exit {rc}); re-run to resume from its checkpoint")
                 else:

@@ -1,7 +1,8 @@
 """Where each run of a sweep stands, read from its run directory (and the launchers' locks/queue).
 
 States: ``pending`` (nothing yet), ``queued`` (waiting in the Slurm queue), ``running`` (a local
-launcher holds its lock, or Slurm says RUNNING), ``interrupted`` (has a checkpoint or metrics but
+launcher holds its lock, an ``mdm train`` holds the run directory's ``train.lock``, or Slurm says
+RUNNING), ``interrupted`` (has a checkpoint or metrics but
 nothing is running it: re-running the sweep resumes it), ``completed`` and ``failed`` (summary.json),
 ``corrupt`` (summary.json unreadable: the message names the file).
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mdm.lock import lock_held as run_dir_locked
 from mdm.sweep.plan import Plan, PlannedRun
 
 ACTIVE = ("queued", "running")
@@ -88,7 +90,7 @@ def run_state(plan: Plan, run: PlannedRun, queue: dict[str, str] | None = None) 
         st.status, st.summary, st.val_loss = "completed", summary, summary.get("val_loss")
         st.step = summary.get("steps", st.step)
         return st
-    if lock_held(lock_path(plan, run.name)) or slurm_state == "RUNNING":
+    if lock_held(lock_path(plan, run.name)) or run_dir_locked(rd.path) or slurm_state == "RUNNING":
         st.status = "running"
     elif slurm_state is not None:
         st.status = "queued"
