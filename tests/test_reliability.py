@@ -301,3 +301,57 @@ def test_training_imports_skip_optional_heavy_packages():
     )
     proc = subprocess.run([sys.executable, "-c", code], env=ENV, cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+# ---- 4b. a preemption signal is answered in bounded time, even during a step that does not end ------
+
+_SLOW_STEP = """
+import os, sys, time
+from mdm.diffusion.mdlm import MDLM
+loss = MDLM.loss
+def slow(self, *a, **k):
+    if os.path.exists(sys.argv[1]):
+        time.sleep(600)  # a step that would not end before the scheduler's kill
+    return loss(self, *a, **k)
+MDLM.loss = slow
+from mdm.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("second", [None, signal.SIGINT])
+def test_signal_during_a_step_that_does_not_end_exits_in_bounded_time(tmp_path, second):
+    runs, flag = tmp_path / "runs", tmp_path / "slow"
+    extra = ["train.max_steps=2000", "train.ckpt_every=2", "train.val_every=1000", "train.preempt_grace_s=3"]
+    run = _run_dir(runs, *extra)
+    argv = [
+        sys.executable,
+        "-c",
+        _SLOW_STEP,
+        str(flag),
+        "train",
+        str(DEBUG_YAML),
+        f"train.runs_dir={runs}",
+        *extra,
+    ]
+    proc = subprocess.Popen(
+        argv, env=ENV, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    _wait_for_step(run, proc, 3)
+    flag.touch()  # the steps from now on hang
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT if second else signal.SIGTERM)
+    t0 = time.monotonic()
+    if second:
+        time.sleep(0.5)
+        proc.send_signal(second)
+    out, err = proc.communicate(timeout=120)
+    waited = time.monotonic() - t0
+    if second:  # a second Ctrl-C: at once, the last periodic checkpoint kept
+        assert proc.returncode == 130 and "second SIGINT: stopping now" in err, err
+    else:
+        assert proc.returncode == PREEMPTED_EXIT, err
+        assert "did not end within train.preempt_grace_s=3 s" in err
+    assert waited < 600 and "Traceback" not in err
+    step = torch.load(run.last_ckpt, weights_only=True)["global_step"]
+    assert step % 2 == 0 and step <= max(_losses(run))  # the last periodic checkpoint, intact
