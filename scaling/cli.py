@@ -190,7 +190,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
         if args.plot:
             figs += [plots.plot_envelope(hist, fit)]
             names = ["envelope"]
-    d = fit.to_dict()
+    from scaling import checks
+    from scaling.report import sampled_budgets
+
+    if args.approach == 3:
+        b6 = sampled_budgets(df, args.budget_rtol, "6nd")
+        reasons = checks.check_approach3(fit, b6, float(df["loss"].min()))
+    else:
+        reasons = checks.check_allocation_fit(fit, sampled_budgets(df, args.budget_rtol))
+    d = {**fit.to_dict(), **checks.verdict(reasons)}
     d["family"] = fam
     d["input"] = res.describe()
     print(f"Approach {args.approach} — {fam} — {d['n_points']} points — compute: {res.compute}")
@@ -198,6 +206,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
         print(fit.budget_table().to_string(index=False))
     print(_table(d, keys))
     print(f"objective = {_fmt(d['objective'])}")
+    if reasons:
+        print(f"status: FLAGGED, not a result ({'; '.join(reasons)})")
+    else:
+        print("status: ok (passed the checks of scaling.checks)")
     for w in fit.warnings:
         print(f"WARNING: {w}", file=sys.stderr)
     if args.json:
