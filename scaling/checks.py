@@ -7,6 +7,10 @@ Each ``check_*`` returns a list of reasons (plain sentences); an empty list mean
     flagged   fitted, but a check failed: its allocation numbers are withheld, the reasons shown
     skipped   not fitted (too little data), with the reason
 
+and ``frontier_usable``: true when the only failed checks are the allocation exponents' interval
+widths. Such a fit's loss frontier L*(C) (Approach 3) or isoFLOP minima (Approach 2) may still
+carry the two-family comparison, whose own numbers then face their own checks (:func:`ratio_reasons`).
+
 What is checked (thresholds are the module constants below, stated in the report):
 
 * a law must be a law: α > 0 and β > 0 (Approach 3), a > 0 and b > 0, G finite and > 0, E not
@@ -45,11 +49,21 @@ THRESHOLDS = {
 }
 
 
-def verdict(reasons: Sequence[str], skipped: str | None = None) -> dict[str, Any]:
-    """{"status": "ok" | "flagged" | "skipped", "reasons": [...]}."""
+def verdict(
+    reasons: Sequence[str], skipped: str | None = None, allocation_only: Sequence[str] = ()
+) -> dict[str, Any]:
+    """{"status": "ok" | "flagged" | "skipped", "reasons": [...], "frontier_usable": bool}.
+
+    ``allocation_only``: those of ``reasons`` that concern only the allocation law (an exponent's
+    interval too wide); a fit flagged for nothing else is still a usable loss frontier L*(C), so
+    the comparison may rest on it (its own numbers face their own checks)."""
     if skipped is not None:
-        return {"status": "skipped", "reasons": [skipped]}
-    return {"status": "flagged" if reasons else "ok", "reasons": list(reasons)}
+        return {"status": "skipped", "reasons": [skipped], "frontier_usable": False}
+    return {
+        "status": "flagged" if reasons else "ok",
+        "reasons": list(reasons),
+        "frontier_usable": set(reasons) <= set(allocation_only),
+    }
 
 
 def _finite(x: Any) -> bool:
@@ -68,7 +82,8 @@ def outside_interval(value: float, iv: Mapping[str, float] | None, rtol: float =
 def interval_reasons(
     est: Mapping[str, Any], intervals: Mapping[str, Mapping[str, float]] | None, keys: Iterable[str]
 ) -> list[str]:
-    """A point estimate outside its own interval; an exponent interval wider than allowed."""
+    """A point estimate outside its own interval (and, via :func:`width_reasons`, an exponent
+    interval wider than allowed)."""
     out: list[str] = []
     if not intervals:
         return out
@@ -81,15 +96,24 @@ def interval_reasons(
                 f"point estimate {k} = {v:.4g} lies outside its own bootstrap interval "
                 f"[{iv['lo']:.4g}, {iv['hi']:.4g}]"
             )
-        if k in ("a", "b"):
-            lo, hi = iv.get("lo"), iv.get("hi")
-            if not (_finite(lo) and _finite(hi)):
-                out.append(f"the bootstrap interval of {k} is undetermined (too few successful resamples)")
-            elif hi - lo > MAX_EXPONENT_WIDTH:
-                out.append(
-                    f"the interval of {k}, [{lo:.3g}, {hi:.3g}], is wider than {MAX_EXPONENT_WIDTH}: "
-                    "the exponent is not determined by these data"
-                )
+    return out + width_reasons(intervals)
+
+
+def width_reasons(intervals: Mapping[str, Mapping[str, float]] | None) -> list[str]:
+    """The allocation exponents' intervals: undetermined or wider than MAX_EXPONENT_WIDTH."""
+    out: list[str] = []
+    for k in ("a", "b"):
+        iv = (intervals or {}).get(k)
+        if iv is None:
+            continue
+        lo, hi = iv.get("lo"), iv.get("hi")
+        if not (_finite(lo) and _finite(hi)):
+            out.append(f"the bootstrap interval of {k} is undetermined (too few successful resamples)")
+        elif hi - lo > MAX_EXPONENT_WIDTH:
+            out.append(
+                f"the interval of {k}, [{lo:.3g}, {hi:.3g}], is wider than {MAX_EXPONENT_WIDTH}: "
+                "the exponent is not determined by these data"
+            )
     return out
 
 

@@ -242,7 +242,7 @@ def _blockers(who: str, verdicts: Mapping[str, Mapping[str, Any]] | None, key: s
         v = (verdicts or {}).get(key) or {}
         return [f"{who} {key} skipped: {'; '.join(v.get('reasons') or ['not fitted'])}"]
     v = (verdicts or {}).get(key) or {"status": "ok"}
-    if v["status"] != "ok":
+    if v["status"] != "ok" and not v.get("frontier_usable", False):
         rs = v.get("reasons") or []
         more = f" (and {len(rs) - 1} more reason(s), see {who}'s {key})" if len(rs) > 1 else ""
         return [f"{who} {key} {v['status']}: {rs[0] if rs else 'no reason given'}{more}"]

@@ -52,6 +52,10 @@ class FamilyFits:
     def ok(self, approach: str) -> bool:
         return self.verdicts.get(approach, {}).get("status") == "ok"
 
+    def frontier_ok(self, approach: str) -> bool:
+        """Passed every check, or was flagged only for its allocation exponents' intervals."""
+        return bool(self.verdicts.get(approach, {}).get("frontier_usable", self.ok(approach)))
+
 
 def _stderr(msg: str) -> None:
     print(f"[scaling] {msg}", file=sys.stderr, flush=True)
@@ -82,7 +86,7 @@ def family_verdicts(ff: FamilyFits) -> dict[str, dict[str, Any]]:
             reasons = checks.check_approach3(fit, b6 if b6 is not None else b, float(ff.df["loss"].min()))
         else:
             reasons = checks.check_allocation_fit(fit, b)
-        out[key] = checks.verdict(reasons)
+        out[key] = checks.verdict(reasons, allocation_only=checks.width_reasons(fit.intervals))
     return out
 
 
@@ -298,7 +302,7 @@ def make_report(
             level=level,
         )
         bad = [f"{f} approach3 {fits[f].verdicts.get('approach3', {}).get('status', 'missing')}"
-               for f in (f_, r_) if not fits[f].ok("approach3")]  # fmt: skip
+               for f in (f_, r_) if not fits[f].frontier_ok("approach3")]  # fmt: skip
         if bad:
             gap_json = {"skipped": "the Approach-3 multiplier curve needs both families' Approach 3 to pass "
                         f"its checks: {', '.join(bad)}"}  # fmt: skip
@@ -310,7 +314,7 @@ def make_report(
             kw = dict(family=f_, reference=r_, samples_f=sf, samples_r=sr, level=level)
             gap = compute_multiplier(fits[f_].a3.theta, fits[r_].a3.theta, c_eval, **kw)
             gap.sampled_f, gap.sampled_r = fits[f_].budgets_6nd, fits[r_].budgets_6nd
-            if fits[f_].ok("approach2") and fits[r_].ok("approach2"):
+            if fits[f_].frontier_ok("approach2") and fits[r_].frontier_ok("approach2"):
                 gap.empirical = empirical_multiplier(fits[f_].a2, fits[r_].a2)
             gap_json = gap.to_dict()
             at = compute_multiplier(fits[f_].a3.theta, fits[r_].a3.theta, fits[r_].budgets_6nd, **kw)
@@ -367,6 +371,8 @@ def _write_plots(
     written: list[Path] = []
     a2 = {f: ff.a2 for f, ff in fits.items() if ff.a2 is not None and ff.ok("approach2")}
     a3 = {f: ff.a3 for f, ff in fits.items() if ff.a3 is not None and ff.ok("approach3")}
+    f3 = {f: ff.a3 for f, ff in fits.items() if ff.a3 is not None and ff.frontier_ok("approach3")}
+    f2 = {f: ff.a2 for f, ff in fits.items() if ff.a2 is not None and ff.frontier_ok("approach2")}
     notes = {f: _plot_note(ff, "approach2") for f, ff in fits.items()}
     written += plots.save(
         plots.plot_isoflop({f: (ff.df, ff.a2) for f, ff in fits.items()}, valid={f: f in a2 for f in fits},
@@ -377,10 +383,10 @@ def _write_plots(
     for f, ff in fits.items():
         if ff.a1 is not None and ff.history is not None and ff.ok("approach1"):
             written += plots.save(plots.plot_envelope(ff.history, ff.a1), out, f"envelope_{f}")
-    left_out = [f for f in fits if f not in a3]
-    note = f"no Approach-3 frontier for {', '.join(left_out)}: not ok" if left_out else ""
+    left_out = [f for f in fits if f not in f3]
+    note = f"no Approach-3 frontier for {', '.join(left_out)}: its fit is not usable" if left_out else ""
     written += plots.save(
-        plots.plot_frontier({f: ff.df for f, ff in fits.items()}, a3, a2, level, note=note), out, "frontier"
+        plots.plot_frontier({f: ff.df for f, ff in fits.items()}, f3, f2, level, note=note), out, "frontier"
     )
     if a2 or a3:
         allc = np.concatenate([ff.budgets for ff in fits.values()])
@@ -413,6 +419,9 @@ def _approach_md(d: dict[str, Any], keys: Sequence[str]) -> list[str]:
         alloc = {"a", "b", "G", "a_plus_b"}
         shown = [k for k in keys if k not in alloc]
         out = ["**Flagged — not a result:** " + "; ".join(d.get("reasons") or []) + ".", ""]
+        if d.get("frontier_usable"):
+            out += ["Only the allocation exponents are undetermined: the fitted loss frontier is still used "
+                    "for the comparison, whose numbers face their own checks.", ""]  # fmt: skip
         if shown:
             out += ["Fitted parameters, for diagnosis only (the allocation a, b, G is withheld):", ""]
             out += _param_table(d, shown) + [""]

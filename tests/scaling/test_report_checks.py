@@ -121,7 +121,7 @@ def test_a_clean_fit_passes(a3_fit):
     fit, df = a3_fit
     assert fit.params.alpha == pytest.approx(AR.alpha, rel=1e-3)
     assert checks.check_approach3(fit, BUDGETS, float(df["loss"].min())) == []
-    assert checks.verdict([]) == {"status": "ok", "reasons": []}
+    assert checks.verdict([]) == {"status": "ok", "reasons": [], "frontier_usable": True}
 
 
 @pytest.mark.parametrize(
@@ -167,6 +167,23 @@ def test_point_outside_its_interval_and_wide_intervals_are_flagged(a3_fit):
     iv_wide = {**iv, "a": {"lo": -0.2, "hi": 0.9}}
     r = checks.check_approach3(dataclasses.replace(fit, intervals=iv_wide), BUDGETS, 2.0)
     assert any("interval of a, [-0.2, 0.9], is wider than 0.5" in x for x in r), r
+
+
+def test_only_wide_exponents_leave_the_frontier_usable_for_the_comparison():
+    from scaling.gap import _blockers
+
+    wide = checks.width_reasons({"a": {"lo": 0.1, "hi": 0.9}, "b": {"lo": 0.3, "hi": 0.5}})
+    assert len(wide) == 1 and "interval of a" in wide[0]
+    v = checks.verdict(wide, allocation_only=wide)
+    assert v["status"] == "flagged" and v["frontier_usable"]
+    assert _blockers("ar", {"approach3": v}, "approach3", object()) == []
+    v = checks.verdict([*wide, "E vanished"], allocation_only=wide)
+    assert not v["frontier_usable"]
+    assert _blockers("ar", {"approach3": v}, "approach3", object())[0].startswith("ar approach3 flagged")
+    assert (
+        "skipped"
+        in _blockers("ar", {"approach3": checks.verdict([], skipped="2 points")}, "approach3", None)[0]
+    )
 
 
 def test_too_many_failed_resamples_are_flagged(a3_fit):
