@@ -287,7 +287,7 @@ def plot_gap(gap: GapResult, headline: Mapping | None = None) -> Figure:
                             label=f"{int(100 * (gap.level or 0))}% bootstrap")  # fmt: skip
     emp = [e for e in gap.empirical if np.isfinite(e["multiplier"])]
     if emp:
-        ax.scatter([e["C"] for e in emp], [e["multiplier"] for e in emp], marker="D", color="tab:orange", edgecolors="k",
+        ax.scatter([e.get("C_6nd", e["C"]) for e in emp], [e["multiplier"] for e in emp], marker="D", color="tab:orange", edgecolors="k",
                    zorder=5, label="Approach 2 (isoFLOP minima)")  # fmt: skip
     if headline and headline.get("status") == "ok" and headline.get("method") == "approach3":
         ci = headline.get("ci95") or [headline["value"]] * 2

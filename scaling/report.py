@@ -316,6 +316,9 @@ def make_report(
             gap.sampled_f, gap.sampled_r = fits[f_].budgets_6nd, fits[r_].budgets_6nd
             if fits[f_].frontier_ok("approach2") and fits[r_].frontier_ok("approach2"):
                 gap.empirical = empirical_multiplier(fits[f_].a2, fits[r_].a2)
+                bf, b6 = fits[r_].budgets, fits[r_].budgets_6nd
+                for e in gap.empirical:  # where the reference's budget lies in C = 6ND (the plot's axis)
+                    e["C_6nd"] = float(b6[int(np.argmin(np.abs(np.log(bf / e["C"]))))])
             gap_json = gap.to_dict()
             at = compute_multiplier(fits[f_].a3.theta, fits[r_].a3.theta, fits[r_].budgets_6nd, **kw)
             at.sampled_f, at.sampled_r = fits[f_].budgets_6nd, fits[r_].budgets_6nd
