@@ -138,7 +138,7 @@ class PrepareConfig:
     streaming: bool = False  # HF sources: datasets.load_dataset(..., streaming=True) (no Arrow cache)
     revision: str | None = None  # HF sources: the dataset revision (a commit sha pins it) for load_dataset
     shard_tokens: int = 1 << 28  # a split longer than this is written as several <split>-NNNNN.bin shards
-    batch_chars: int = 1 << 22  # characters per tokenizer batch (the unit of work and of memory)
+    batch_chars: int = 1 << 20  # characters per tokenizer batch (the unit of work and of memory)
     batch_docs: int = 1024  # at most this many documents per tokenizer batch
     tokenizer_from: str | None = None  # a prepared data dir whose tokenizer to reuse (bpe/char mixtures)
 

@@ -28,7 +28,6 @@ as plain ints/strs; after ``load_state_dict`` the next ``iter()`` continues exac
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,26 +36,12 @@ import numpy as np
 import torch
 
 from mdm.data.meta import DataError, DataMeta, load_meta
+from mdm.data.paths import cache_root, repo_root  # noqa: F401 (re-exported)
 from mdm.data.prepare import prepare
 from mdm.data.shards import open_split
 
 SPLIT_ALIASES = {"val": "validation", "valid": "validation", "eval": "validation"}
 STATE_VERSION = 1
-
-
-def repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
-
-
-def cache_root() -> Path:
-    """``$MDM_DATA_DIR`` or ``<repo>/data/cache`` (``./data/cache`` when not run from a checkout)."""
-    env = os.environ.get("MDM_DATA_DIR")
-    if env:
-        return Path(env).expanduser()
-    root = repo_root()
-    if (root / "pyproject.toml").is_file():
-        return root / "data" / "cache"
-    return Path.cwd() / "data" / "cache"
 
 
 def data_key(cfg: Any) -> str:

@@ -61,7 +61,7 @@ def downloads_dir() -> Path:
     env = os.environ.get("MDM_DOWNLOADS_DIR")
     if env:
         return Path(env).expanduser()
-    from mdm.data.datamodule import cache_root
+    from mdm.data.paths import cache_root
 
     return cache_root() / "_downloads"
 

@@ -26,6 +26,7 @@ import glob
 import os
 import re
 import socket
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,6 +285,15 @@ def prepare_hf(cfg: Any, out_dir: Path, progress: bool = True) -> DataMeta:
     spec = SPECS[cfg.name]
     p = getattr(cfg, "prepare", None)
     streaming, revision = (p.streaming, p.revision) if p is not None else (False, None)
-    dsets, where, files = load_splits(spec, cfg.path, streaming=streaming, revision=revision)
-    corpus = build_corpus(cfg.name, spec, dsets, where, files, revision)
-    return write_corpus(cfg, corpus, out_dir, progress)
+    import datasets
+
+    # datasets' IterableDataset imports torch when it is installed (seconds, ~300 MB per process, for a
+    # shared-memory epoch counter of DataLoader workers we do not use): keep it out of the prepare
+    torch_available = datasets.config.TORCH_AVAILABLE
+    datasets.config.TORCH_AVAILABLE = torch_available and "torch" in sys.modules
+    try:
+        dsets, where, files = load_splits(spec, cfg.path, streaming=streaming, revision=revision)
+        corpus = build_corpus(cfg.name, spec, dsets, where, files, revision)
+        return write_corpus(cfg, corpus, out_dir, progress)
+    finally:
+        datasets.config.TORCH_AVAILABLE = torch_available

