@@ -296,6 +296,7 @@ def _train(cfg: Config, run: RunDir, p: dict[str, Any]) -> dict[str, Any]:
         "objective": cfg.objective.name,
         "family": cfg.objective.name,
         "data": cfg.data.name,
+        "data_mixture": [vars(m) for m in cfg.data.mixture] or None,  # data.mixture (mdm/data/mixture.py)
         "data_dir": str(p["data_dir"]),
         "params_total": counts.params_total,
         "params_non_embedding": counts.params_non_embedding,

@@ -59,6 +59,12 @@ def data_key(cfg: Any) -> str:
             raise DataError("data.name=files needs data.path (a directory or glob of .txt/.jsonl/.parquet)")
         if cfg.path and cfg.name not in ("books", "synthetic"):
             key += "-" + hashlib.sha1(str(Path(cfg.path).expanduser().resolve()).encode()).hexdigest()[:10]
+    tok_from = getattr(getattr(cfg, "prepare", None), "tokenizer_from", None)
+    if tok_from and cfg.name != "synthetic":  # another dir's tokenizer: the key says which one
+        from mdm.data.shards import sha256_file
+        from mdm.data.tokenizer import TOKENIZER_FILE
+
+        key += "-tok" + sha256_file(Path(tok_from).expanduser() / TOKENIZER_FILE)[:10]
     if getattr(cfg, "dtype", "auto") != "auto":
         key += f"-{cfg.dtype}"
     if getattr(cfg, "on_bad_file", "skip") != "skip" and cfg.name != "synthetic":
@@ -69,14 +75,25 @@ def data_key(cfg: Any) -> str:
 
 
 def resolve_data_dir(cfg: Any) -> Path:
-    """``data.dir`` if set, else ``$MDM_DATA_DIR/<key>``, else ``<repo>/data/cache/<key>``."""
+    """``data.dir`` if set, else ``$MDM_DATA_DIR/<key>``, else ``<repo>/data/cache/<key>`` (a mixture:
+    its first source's)."""
+    if getattr(cfg, "mixture", None):
+        from mdm.data.mixture import components
+
+        return resolve_data_dir(components(cfg)[0][0])
     if cfg.dir:
         return Path(cfg.dir).expanduser()
     return cache_root() / data_key(cfg)
 
 
 def ensure_prepared(cfg: Any, progress: bool = True, force: bool = False) -> Path:
-    """Prepare the data for ``cfg`` unless already done (idempotent, atomic); return its directory."""
+    """Prepare the data for ``cfg`` unless already done (idempotent, atomic); return its directory (a
+    mixture: every source is prepared, and the first one's directory, whose vocabulary all share, is
+    returned)."""
+    if getattr(cfg, "mixture", None):
+        from mdm.data.mixture import prepare_all
+
+        return prepare_all(cfg, progress=progress)[0]
     return prepare(cfg, resolve_data_dir(cfg), progress=progress, force=force)
 
 
@@ -95,7 +112,18 @@ def build_loader(
     train: bool = True,
     progress: bool = True,
 ) -> BlockLoader:
-    """Prepare if needed and return the loader for ``split`` (see module docstring for the order)."""
+    """Prepare if needed and return the loader for ``split`` (see module docstring for the order). For a
+    mixture: a :class:`~mdm.data.mixture.MixtureLoader` for training, the first source for evaluation."""
+    if getattr(data_cfg, "mixture", None):
+        from mdm.data.mixture import MixtureLoader, components, prepare_all
+
+        dirs = prepare_all(data_cfg, progress=progress)
+        kw = dict(seq_len=seq_len, batch_size=batch_size, seed=seed, rank=rank, world_size=world_size)
+        kw |= dict(wrap=data_cfg.wrap, add_bos=data_cfg.add_bos)
+        if not train:
+            return BlockLoader(dirs[0], split, train=False, **kw)
+        weights = [w for _, w in components(data_cfg)]
+        return MixtureLoader([BlockLoader(d, split, train=True, **kw) for d in dirs], weights, batch_size)
     data_dir = ensure_prepared(data_cfg, progress=progress)
     return BlockLoader(
         data_dir,
