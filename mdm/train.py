@@ -240,28 +240,28 @@ def train(cfg: Config) -> dict[str, Any]:
         return run.read_summary()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    # Everything that can refuse the start runs before the run directory exists.
-    check_synthetic(cfg)
-    p = prepare_run(cfg)
-    check_run(cfg, p["counts"], p["derived"], p["vocab"].size)
+    rank0 = is_rank_zero_process()  # DDP ranks share rank 0's lock
     fresh = not run.path.exists()
-    run.path.mkdir(parents=True, exist_ok=True)
-    if not is_rank_zero_process():  # DDP ranks share rank 0's lock
-        return _train(cfg, run, p)
+    # A second writer of an existing run stops here, before any work.
+    lock = RunLock(run.path).acquire() if rank0 and not fresh else None
     try:
-        lock = RunLock(run.path).acquire()
-    except BaseException:
+        # Everything else that can refuse the start runs before a new run directory is made.
+        check_synthetic(cfg)
+        p = prepare_run(cfg)
+        check_run(cfg, p["counts"], p["derived"], p["vocab"].size)
         if fresh:
-            _remove_if_empty(run)
-        raise
-    try:
-        return _train(cfg, run, p)
-    except BaseException:
-        if fresh:
-            _remove_if_empty(run)
-        raise
+            run.path.mkdir(parents=True, exist_ok=True)
+            if rank0:
+                lock = RunLock(run.path).acquire()  # two fresh starts at once: the loser leaves it alone
+        try:
+            return _train(cfg, run, p)
+        except BaseException:
+            if fresh and lock is not None:
+                _remove_if_empty(run)  # a start that failed before anything ran
+            raise
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
 def _remove_if_empty(run: RunDir) -> None:

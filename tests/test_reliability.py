@@ -134,6 +134,7 @@ def test_second_writer_exits_at_once_naming_the_holder(tmp_path):
         )
         assert second.returncode == 2, second.stderr
         assert f"in use by process {first.pid}" in second.stderr and "Traceback" not in second.stderr
+        assert "[mdm] run" not in second.stdout  # refused before any work
         assert first.poll() is None  # the first writer is untouched
     finally:
         first.kill()
