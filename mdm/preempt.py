@@ -30,7 +30,8 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -54,6 +55,28 @@ class Preempted(SystemExit):
 
 def _say(msg: str) -> None:
     print(f"[mdm] {msg}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def stop_on_signal(step: int) -> Iterator[None]:
+    """After ``fit`` (the final validation, whose inputs are all in the last checkpoint): a signal stops
+    at once with :class:`Preempted` (exit 75); the re-run goes straight to the validation."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame) -> None:
+        _say(
+            f"received {signal.Signals(signum).name} during the final validation: stopping (exit {PREEMPTED_EXIT})"
+        )
+        raise Preempted(signum, step)
+
+    previous = {s: signal.signal(s, handler) for s in SIGNALS}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 class PreemptionCallback(pl.Callback):

@@ -34,7 +34,7 @@ from mdm.limits import check_run, check_synthetic
 from mdm.lock import RunLock, is_rank_zero_process
 from mdm.module import LitDiffusion, build_model
 from mdm.pl import pl  # Lightning without its optional heavy imports
-from mdm.preempt import Preempted, PreemptionCallback
+from mdm.preempt import Preempted, PreemptionCallback, stop_on_signal
 from mdm.rundir import RunDir, git_sha
 from mdm.vocab import Vocab
 
@@ -355,7 +355,8 @@ def _train(cfg: Config, run: RunDir, p: dict[str, Any]) -> dict[str, Any]:
         )
     try:
         trainer.fit(module, ckpt_path=ckpt_path, weights_only=True)
-        trainer.validate(module, verbose=False)
+        with stop_on_signal(trainer.global_step):
+            trainer.validate(module, verbose=False)
         val_loss = float(module.val_loss)
         summary = {
             **base_summary,
