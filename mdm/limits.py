@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from mdm.errors import UserError
 
@@ -46,12 +47,20 @@ class MemoryEstimate:
 
 
 def physical_memory() -> int:
+    """Physical RAM, or the container's cgroup memory limit when that is lower."""
     try:
         import psutil
 
-        return int(psutil.virtual_memory().total)
+        total = int(psutil.virtual_memory().total)
     except ImportError:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            limit = int(Path(path).read_text().strip())
+        except (OSError, ValueError):  # absent, or "max"
+            continue
+        total = min(total, limit)
+    return total
 
 
 def _uses_cuda(cfg) -> bool:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 import types
 
-HIDDEN = ("transformers", "matplotlib", "scipy", "torchvision", "torchaudio", "tensorboard", "tensorboardX")
+HIDDEN = ("transformers", "matplotlib", "scipy", "torchvision", "torchaudio")
 
 
 def _is_hidden(name: str) -> bool:
