@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mdm.config import Config, ConfigError, load, to_yaml, validate
 from mdm.rundir import RunDir, run_name
-from mdm.sweep.spec import SweepError, SweepSpec
+from mdm.sweep.spec import IsoFlopSpec, NoptGuess, SweepError, SweepSpec, parse_shape
 
 
 @dataclass
@@ -59,7 +60,8 @@ class PlannedRun:
 class Plan:
     spec: SweepSpec
     runs: list[PlannedRun]
-    dropped: list[str] = field(default_factory=list)  # (budget, depth) pairs below min_steps
+    dropped: list[str] = field(default_factory=list)  # (budget, size) pairs below min_steps
+    warnings: list[str] = field(default_factory=list)  # runs outside the tokens/param band, windows cut short
 
     @property
     def sweep_dir(self) -> Path:
@@ -89,6 +91,50 @@ def _with(cfg: Config, **sections: dict[str, Any]) -> Config:
     )
 
 
+Size = tuple[int, int | None]  # (model.depth, model.d_model or None for the width rule)
+
+
+def candidate_sizes(iso: IsoFlopSpec, family: str) -> list[Size]:
+    shapes = iso.shapes_for(family)
+    if shapes:
+        return [parse_shape(s) for s in shapes]
+    return [(d, None) for d in iso.depths]
+
+
+def size_label(size: Size, sep: str = "=") -> str:
+    return f"depth{sep}{size[0]}" if size[1] is None else f"shape{sep}{size[0]}x{size[1]}"
+
+
+def place_sizes(params: list[float], guess: float, k: int, span: float) -> list[int]:
+    """Indices of the ``k`` candidates (``params`` ascending) nearest in log10 to ``k`` targets spread
+    evenly over ``guess * 10^[-span, +span]``, in order: the assignment minimising the summed
+    |log10 params - log10 target| (dynamic programming over the sorted candidates)."""
+    n = len(params)
+    if k > n:
+        raise ValueError(f"{k} sizes wanted from {n} candidates")
+    lp = [math.log10(p) for p in params]
+    lg = math.log10(guess)
+    targets = [lg - span + 2 * span * i / (k - 1) for i in range(k)]
+    inf = float("inf")
+    # cost[i][j]: best cost placing targets[:i] on candidates[:j] (the i-th on candidate j-1 or earlier)
+    cost = [[inf] * (n + 1) for _ in range(k + 1)]
+    take = [[False] * (n + 1) for _ in range(k + 1)]
+    for j in range(n + 1):
+        cost[0][j] = 0.0
+    for i in range(1, k + 1):
+        for j in range(i, n + 1):
+            skip = cost[i][j - 1]
+            use = cost[i - 1][j - 1] + abs(lp[j - 1] - targets[i - 1])
+            cost[i][j], take[i][j] = (use, True) if use <= skip else (skip, False)
+    out, i, j = [], k, n
+    while i > 0:
+        if take[i][j]:
+            out.append(j - 1)
+            i -= 1
+        j -= 1
+    return out[::-1]
+
+
 def build_plan(spec: SweepSpec) -> Plan:
     """Every run of the sweep with its counts; raises SweepError on a bad key or an unusable budget."""
     from mdm.train import prepare_run
@@ -99,67 +145,70 @@ def build_plan(spec: SweepSpec) -> Plan:
     iso = spec.isoflop
     runs: list[PlannedRun] = []
     dropped: list[str] = []
+    warnings: list[str] = []
     for combo in itertools.product(*[v for _, v in axes]):
         values = {k: v for (k, _), v in zip(axes, combo)}
         axis_over = [f"{k}={fmt_value(v)}" for k, v in values.items()]
         label = " ".join(f"{k}={v}" for k, v in values.items()) or "(base)"
         base = _load(spec, axis_over + common, label)
-        for budget in iso.budgets if iso else [None]:
-            kept = []
-            for depth in iso.depths if iso else [None]:
-                over, cfg = list(axis_over), base
-                what = f"{label}" + (f" C={budget:.3g} depth={depth}" if iso else "")
-                if iso:
-                    over += [f"model.depth={depth}", f"train.flops={float(budget)!r}"]
-                    cfg = _with(
-                        cfg,
-                        model={"depth": depth},
-                        train={"max_steps": None, "tokens": None, "flops": float(budget)},
-                    )
-                try:
-                    validate(cfg)
-                    p = prepare_run(cfg)
-                except ConfigError as e:
-                    raise SweepError(f"{spec.path}: run {what}: {e}") from e
-                counts, derived = p["counts"], p["derived"]
-                if iso and iso.lr_rule == "inv_width":
-                    lr = base.optim.lr * iso.lr_ref_width / counts.d_model
-                    over.append(f"optim.lr={lr!r}")
-                    cfg = _with(cfg, optim={"lr": lr})
-                if iso and derived.max_steps < iso.min_steps:
-                    dropped.append(
-                        f"{what}: {derived.max_steps} steps < min_steps={iso.min_steps} (params {counts.params_non_embedding:,})"
-                    )
-                    kept.append(None)
-                    continue
-                run = PlannedRun(
-                    index=len(runs),
-                    name=run_name(cfg),
-                    cfg=cfg,
-                    overrides=over,
-                    values=values,
-                    budget=float(budget) if budget is not None else None,
-                    depth=cfg.model.depth,
-                    d_model=counts.d_model,
-                    params_total=counts.params_total,
-                    params_non_embedding=counts.params_non_embedding,
-                    flops_per_token=counts.flops_per_token,
-                    steps=derived.max_steps,
-                    tokens=derived.total_tokens,
-                    flops=derived.total_flops,
-                    lr=cfg.optim.lr,
-                    flop_convention=counts.as_dict()["flop_convention"],
+        if iso is None:
+            runs.append(_planned(spec, base, list(axis_over), values, None, len(runs), label, prepare_run))
+            continue
+        budgets, guess = iso.for_family(base.objective.name)
+        sizes = candidate_sizes(iso, base.objective.name)
+        sized = [_with_size(base, s) for s in sizes]
+        params = []
+        for s, cfg in zip(sizes, sized):
+            try:
+                validate(cfg)
+                params.append(prepare_run(cfg)["counts"].params_non_embedding)
+            except (ConfigError, ValueError) as e:
+                raise SweepError(f"{spec.path}: run {label} {size_label(s)}: {e}") from e
+        order = sorted(range(len(sizes)), key=lambda i: params[i])
+        for budget in budgets:
+            chosen = order
+            if guess is not None:
+                n_guess = nopt_guess(guess, budget)
+                picked = place_sizes(
+                    [params[i] for i in order], n_guess, iso.sizes_per_budget, iso.span_decades
                 )
-                runs.append(run)
-                kept.append(run)
-            if iso and all(k is None for k in kept):
-                smallest = min(iso.depths)
-                pr = prepare_run(_with(base, model={"depth": smallest}))
+                chosen = [order[i] for i in picked]
+                lo, hi = n_guess * 10**-iso.span_decades, n_guess * 10**iso.span_decades
+                got_lo, got_hi = params[chosen[0]], params[chosen[-1]]
+                if got_lo > lo * 10**0.15 or got_hi < hi * 10**-0.15:
+                    warnings.append(
+                        f"{label} C={budget:.3g}: the candidates span {got_lo:,}..{got_hi:,} params, short of "
+                        f"the window {lo:,.0f}..{hi:,.0f} around the guess N_opt={n_guess:,.0f} "
+                        f"(add shapes at the {'small' if got_lo > lo * 10**0.15 else 'large'} end)"
+                    )
+            kept = []
+            for i in chosen:
+                over = axis_over + _size_overrides(sizes[i]) + [f"train.flops={float(budget)!r}"]
+                cfg = _with(sized[i], train={"max_steps": None, "tokens": None, "flops": float(budget)})
+                what = f"{label} C={budget:.3g} {size_label(sizes[i])}"
+                r = _planned(spec, cfg, over, values, float(budget), len(runs), what, prepare_run)
+                if r.steps < iso.min_steps:
+                    dropped.append(
+                        f"{what}: {r.steps} steps < min_steps={iso.min_steps} (params {r.params_non_embedding:,})"
+                    )
+                    continue
+                tpp = iso.tokens_per_param
+                if tpp and not (tpp[0] <= r.tokens_per_param <= tpp[1]):
+                    warnings.append(
+                        f"{what}: {r.tokens_per_param:.3g} tokens/param is outside the band "
+                        f"[{tpp[0]:g}, {tpp[1]:g}] (isoflop.tokens_per_param)"
+                    )
+                runs.append(r)
+                kept.append(r)
+            if not kept:
+                smallest = min(range(len(sizes)), key=lambda i: params[i])
+                pr = prepare_run(sized[smallest])
                 need = iso.min_steps * pr["derived"].tokens_per_step * pr["counts"].flops_per_token
                 raise SweepError(
                     f"{spec.path}: isoflop budget C={budget:.3g} is too small for the smallest model "
-                    f"(depth {smallest}, {label}): below isoflop.min_steps={iso.min_steps} optimizer steps; "
-                    f"the smallest usable budget is {need:.3g} FLOPs (or lower min_steps / train.global_batch)"
+                    f"({size_label(sizes[smallest], ' ')}, {label}): below isoflop.min_steps={iso.min_steps} "
+                    f"optimizer steps; the smallest usable budget is {need:.3g} FLOPs (or lower min_steps / "
+                    f"train.global_batch)"
                 )
     seen: dict[str, PlannedRun] = {}
     for r in runs:
@@ -169,32 +218,106 @@ def build_plan(spec: SweepSpec) -> Plan:
                 f"(is train.run_name set in the base config?)"
             )
         seen[r.name] = r
-    return Plan(spec=spec, runs=runs, dropped=dropped)
+    return Plan(spec=spec, runs=runs, dropped=dropped, warnings=warnings)
+
+
+def nopt_guess(g: NoptGuess, budget: float) -> float:
+    return g.params * (budget / g.at) ** g.exponent
+
+
+def _size_overrides(size: Size) -> list[str]:
+    depth, width = size
+    return [f"model.depth={depth}"] + ([f"model.d_model={width}"] if width is not None else [])
+
+
+def _with_size(cfg: Config, size: Size) -> Config:
+    depth, width = size
+    return _with(cfg, model={"depth": depth, **({"d_model": width} if width is not None else {})})
+
+
+def _planned(spec, cfg, over, values, budget, index, what, prepare_run) -> PlannedRun:
+    iso = spec.isoflop
+    try:
+        validate(cfg)
+        p = prepare_run(cfg)
+    except (ConfigError, ValueError) as e:
+        raise SweepError(f"{spec.path}: run {what}: {e}") from e
+    counts, derived = p["counts"], p["derived"]
+    if iso and iso.lr_rule == "inv_width":
+        lr = cfg.optim.lr * iso.lr_ref_width / counts.d_model
+        over = over + [f"optim.lr={lr!r}"]
+        cfg = _with(cfg, optim={"lr": lr})
+    return PlannedRun(
+        index=index,
+        name=run_name(cfg),
+        cfg=cfg,
+        overrides=over,
+        values=values,
+        budget=budget,
+        depth=cfg.model.depth,
+        d_model=counts.d_model,
+        params_total=counts.params_total,
+        params_non_embedding=counts.params_non_embedding,
+        flops_per_token=counts.flops_per_token,
+        steps=derived.max_steps,
+        tokens=derived.total_tokens,
+        flops=derived.total_flops,
+        lr=cfg.optim.lr,
+        flop_convention=counts.as_dict()["flop_convention"],
+    )
 
 
 def format_plan(plan: Plan) -> str:
-    """The plan as a table: name, family, depth, params, tokens, C, tokens/param, steps, lr."""
-    spec = plan.spec
-    lines = [
-        f"sweep {spec.name}: {len(plan.runs)} runs under {spec.runs_dir}",
-    ]
-    if spec.isoflop:
+    """The plan as a table: name, family, shape, params, C, tokens, tokens/param, steps, lr; then the
+    dropped pairs and the warnings (runs outside the tokens/param band, size windows cut short)."""
+    spec, iso = plan.spec, plan.spec.isoflop
+    lines = [f"sweep {spec.name}: {len(plan.runs)} runs under {spec.runs_dir}"]
+    if iso:
+        sizes = f"shapes {iso.shapes}" if iso.shapes else f"depths {iso.depths}"
+        sizes += " (families without their own)" if any(f.shapes for f in iso.families.values()) else ""
+        fams = sorted({r.family for r in plan.runs})
+        for fam in fams:
+            budgets, guess = iso.for_family(fam)
+            where = (
+                f"{iso.sizes_per_budget} sizes per budget over N_opt(C) x 10^[-{iso.span_decades:g}, "
+                f"+{iso.span_decades:g}], guess N_opt = {guess.params:.3g} (C / {guess.at:.3g})^{guess.exponent:g}"
+                if guess
+                else "every size at every budget"
+            )
+            own = iso.families.get(fam)
+            shapes = f"; shapes {own.shapes}" if own and own.shapes else ""
+            lines.append(f"isoFLOP {fam}: budgets {[f'{c:.3g}' for c in budgets]}; {where}{shapes}")
+        band = f"; tokens/param band {iso.tokens_per_param}" if iso.tokens_per_param else ""
         lines.append(
-            f"isoFLOP: budgets {[f'{c:.3g}' for c in spec.isoflop.budgets]} x depths {spec.isoflop.depths}; "
-            f"global batch fixed per sweep; lr rule: {spec.isoflop.lr_rule}"
+            f"candidates: {sizes}; min_steps {iso.min_steps}{band}; global batch fixed per sweep; "
+            f"lr rule: {iso.lr_rule}"
         )
     if plan.runs:
+        precisions = sorted({r.cfg.train.precision for r in plan.runs})
         lines.append(f"FLOPs: {plan.runs[0].flop_convention}; params = non-embedding (total in brackets)")
-    head = f"{'#':>3} {'name':<40} {'family':<7} {'depth':>5} {'params':>22} {'C':>9} {'flops':>9} {'tokens':>11} {'tok/param':>9} {'steps':>6} {'lr':>8}"
+        lines.append(f"precision: {', '.join(precisions)}")
+    head = (
+        f"{'#':>3} {'name':<40} {'family':<7} {'shape':>7} {'params':>22} {'C':>9} {'flops':>9} "
+        f"{'tokens':>11} {'tok/param':>9} {'steps':>6} {'lr':>8}"
+    )
     lines += [head, "-" * len(head)]
     for r in plan.runs:
         params = f"{r.params_non_embedding:,} [{r.params_total:,}]"
         c = f"{r.budget:.3g}" if r.budget is not None else "-"
+        shape = f"{r.depth}x{r.d_model}"
         lines.append(
-            f"{r.index:>3} {r.name:<40} {r.family:<7} {r.depth:>5} {params:>22} {c:>9} {r.flops:>9.3g} "
+            f"{r.index:>3} {r.name:<40} {r.family:<7} {shape:>7} {params:>22} {c:>9} {r.flops:>9.3g} "
             f"{r.tokens:>11,} {r.tokens_per_param:>9.2f} {r.steps:>6} {r.lr:>8.2g}"
+        )
+    if plan.runs:
+        flops = sum(r.flops for r in plan.runs)
+        lines.append(
+            f"total: {len(plan.runs)} runs, {flops:.3g} training FLOPs, {sum(r.steps for r in plan.runs):,} steps"
         )
     if plan.dropped:
         lines.append(f"dropped ({len(plan.dropped)}, below min_steps):")
         lines += [f"  {d}" for d in plan.dropped]
+    if plan.warnings:
+        lines.append(f"WARNING ({len(plan.warnings)}):")
+        lines += [f"  {w}" for w in plan.warnings]
     return "\n".join(lines)

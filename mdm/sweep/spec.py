@@ -21,8 +21,27 @@ size, so a run of size N takes ``steps = ceil(C / (flops_per_token(N) * tokens_p
 ``D = steps * tokens_per_step`` tokens (``flops_per_token`` from :mod:`mdm.flops`: 6 N_matmul + attention).
 Learning rate: ``constant`` keeps ``optim.lr`` for every size; ``inv_width`` uses
 ``optim.lr * lr_ref_width / d_model`` (the 1/width Adam rule of muP for hidden weights, applied to all).
-A (budget, depth) pair giving fewer than ``min_steps`` steps is dropped from the plan (and listed);
+A (budget, size) pair giving fewer than ``min_steps`` steps is dropped from the plan (and listed);
 a budget too small for even the smallest model is an error.
+
+Sizes placed per budget (Chinchilla's and SMDM's design: each budget gets its own range of sizes, so
+that its minimum is interior and tokens/parameter stays in a sane band). Instead of every budget x
+every size, give candidate shapes and a stated guess of the compute-optimal size::
+
+    isoflop:
+      shapes: [1x32, 2x32, 2x48, 2x64, 3x64, ...]  # DEPTHxWIDTH candidates (or depths: [...])
+      n_opt: {at: 1e12, params: 2e5, exponent: 0.5} # guess N_opt(C) = params * (C / at) ** exponent
+      sizes_per_budget: 5                           # sizes per budget, log-spaced over
+      span_decades: 0.6                             #   N_opt(C) * 10^[-span, +span]
+      tokens_per_param: [2, 250]                    # the sane band: runs outside it are warned about
+      families:                                     # per objective.name: own budgets, guess, shapes
+        ar:   {budgets: [2e10, 6e10, 2e11], n_opt: {at: 1e11, params: 6e4}}
+        mdlm: {budgets: [3e11, 1e12, 3e12], shapes: [1x64, 2x64, 3x64, 4x64, 3x96]}
+
+Each budget gets the ``sizes_per_budget`` candidates (params = non-embedding, from :mod:`mdm.flops`)
+nearest in log params to targets spread evenly over the window, in order (an exact assignment, not a
+greedy one). ``families`` keys are values of ``objective.name``; a family not listed uses the
+top-level ``budgets``/``n_opt``. A mixed precision axis is refused: one precision per sweep.
 """
 
 from __future__ import annotations
@@ -33,7 +52,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mdm.config import Config
@@ -52,14 +71,61 @@ class BaseSpec:
 
 
 @dataclass
+class NoptGuess:
+    """A stated guess of the compute-optimal size: N_opt(C) = params * (C / at) ** exponent."""
+
+    at: float = 0.0  # reference budget (FLOPs)
+    params: float = 0.0  # guessed N_opt at ``at`` (non-embedding parameters)
+    exponent: float = 0.5  # Chinchilla's a ~ 0.5
+
+
+@dataclass
+class FamilyPlan:
+    """One family's (objective.name value's) budgets and size guess; empty fields use the top level."""
+
+    budgets: list[float] = field(default_factory=list)
+    n_opt: NoptGuess | None = None
+    shapes: list[str] = field(default_factory=list)  # own DEPTHxWIDTH candidates (e.g. wider for MDLM)
+
+
+@dataclass
 class IsoFlopSpec:
-    """isoFLOP compute plan: every budget x every depth (pairs below ``min_steps`` are dropped)."""
+    """isoFLOP compute plan: budgets x sizes (pairs below ``min_steps`` are dropped and listed)."""
 
     budgets: list[float] = field(default_factory=list)  # training FLOP budgets C
-    depths: list[int] = field(default_factory=list)  # model.depth of each size
-    min_steps: int = 20  # fewer optimizer steps than this: the (budget, depth) pair is dropped
+    depths: list[int] = field(default_factory=list)  # model.depth of each size (width by the rule)
+    shapes: list[str] = field(default_factory=list)  # or DEPTHxWIDTH candidates, e.g. "2x64"
+    n_opt: NoptGuess | None = None  # set: sizes placed per budget around this guess
+    sizes_per_budget: int = 5
+    span_decades: float = 0.6  # window N_opt(C) * 10^[-span, +span]
+    tokens_per_param: list[float] = field(default_factory=list)  # [lo, hi]: warn outside
+    families: dict[str, FamilyPlan] = field(default_factory=dict)  # objective.name -> own plan
+    min_steps: int = 20  # fewer optimizer steps than this: the (budget, size) pair is dropped
     lr_rule: str = "constant"  # constant | inv_width
     lr_ref_width: int = 128  # inv_width: lr = optim.lr * lr_ref_width / d_model
+
+    def for_family(self, family: str) -> tuple[list[float], NoptGuess | None]:
+        """The budgets and size guess that apply to runs of ``objective.name == family``."""
+        fp = self.families.get(family)
+        budgets = (fp.budgets if fp and fp.budgets else None) or self.budgets
+        guess = (fp.n_opt if fp and fp.n_opt is not None else None) or self.n_opt
+        return list(budgets), guess
+
+    def shapes_for(self, family: str) -> list[str]:
+        fp = self.families.get(family)
+        return list(fp.shapes) if fp and fp.shapes else list(self.shapes)
+
+
+def parse_shape(s: str) -> tuple[int, int]:
+    """``"2x64"`` -> (depth 2, width 64)."""
+    parts = str(s).lower().split("x")
+    try:
+        depth, width = (int(p) for p in parts)
+    except ValueError:
+        raise SweepError(f"isoflop.shapes: {s!r} is not DEPTHxWIDTH (e.g. 2x64)") from None
+    if depth < 1 or width < 1:
+        raise SweepError(f"isoflop.shapes: {s!r} needs depth >= 1 and width >= 1")
+    return depth, width
 
 
 @dataclass
@@ -126,9 +192,20 @@ def load_spec(path: str | os.PathLike) -> SweepSpec:
     OmegaConf.set_struct(schema.axes, False)  # free keys, checked against the config tree below
     if "path" in raw:
         raise SweepError(f"{p}: 'path' is set by mdm, not a spec key")
+    # isoflop.families is a free-keyed map of typed entries: struct mode would refuse its keys, so its
+    # entries are checked one by one against FamilyPlan
+    families = None
+    if isinstance(raw.get("isoflop"), DictConfig) and "families" in raw.isoflop:
+        families = raw.isoflop.pop("families")
     try:
         merged = OmegaConf.merge(schema, raw)
         spec: SweepSpec = OmegaConf.to_object(merged)  # type: ignore[assignment]
+        if families is not None:
+            if not isinstance(families, DictConfig):
+                raise SweepError(f"{p}: isoflop.families must map objective names to {{budgets, n_opt}}")
+            spec.isoflop.families = {
+                str(k): _family(v, f"isoflop.families.{k}", p) for k, v in families.items()
+            }
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or "?"
         raise SweepError(f"{p}: bad key {key!r}: {str(e).splitlines()[0]}") from e
@@ -138,6 +215,16 @@ def load_spec(path: str | os.PathLike) -> SweepSpec:
         spec.slurm.template = str(_resolve(spec.slurm.template, p, "slurm.template"))
     check_spec(spec)
     return spec
+
+
+def _family(v: Any, key: str, p: Path) -> FamilyPlan:
+    fs = OmegaConf.structured(FamilyPlan)
+    OmegaConf.set_struct(fs, True)
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(fs, v))  # type: ignore[return-value]
+    except OmegaConfBaseException as e:
+        sub = getattr(e, "full_key", None) or "?"
+        raise SweepError(f"{p}: bad key {key}.{sub}: {str(e).splitlines()[0]}") from e
 
 
 def _resolve(f: str, spec_path: Path, key: str) -> Path:
@@ -175,7 +262,7 @@ def check_key(key: str, where: str) -> None:
 
 
 # Keys the isoFLOP plan sets itself.
-ISOFLOP_KEYS = ("model.depth", "train.flops", "train.tokens", "train.max_steps")
+ISOFLOP_KEYS = ("model.depth", "model.d_model", "train.flops", "train.tokens", "train.max_steps")
 
 
 def check_spec(spec: SweepSpec) -> None:
@@ -193,19 +280,63 @@ def check_spec(spec: SweepSpec) -> None:
         clash = [k for k in spec.axes if k in ISOFLOP_KEYS]
         if clash:
             raise SweepError(f"{where}: axes {clash} are set by the isoflop plan; remove them from axes")
-        if not iso.budgets or not iso.depths:
-            raise SweepError(f"{where}: isoflop needs non-empty budgets and depths")
-        if any(not (c > 0) for c in iso.budgets):
-            raise SweepError(f"{where}: isoflop.budgets must be positive FLOP counts (got {iso.budgets})")
-        if any(d < 1 for d in iso.depths):
-            raise SweepError(f"{where}: isoflop.depths must be >= 1 (got {iso.depths})")
+        _check_isoflop(spec, iso, where)
         if iso.min_steps < 1:
             raise SweepError(f"{where}: isoflop.min_steps must be >= 1 (got {iso.min_steps})")
         if iso.lr_rule not in LR_RULES:
             raise SweepError(
                 f"{where}: isoflop.lr_rule={iso.lr_rule!r} is not valid; choose one of: {', '.join(LR_RULES)}"
             )
+    if "train.precision" in spec.axes and len(spec.axes["train.precision"]) > 1:
+        raise SweepError(
+            f"{where}: axes.train.precision has several values; a scaling study keeps one precision per "
+            f"sweep (set train.precision in base.overrides)"
+        )
     if spec.local.max_parallel < 1:
         raise SweepError(f"{where}: local.max_parallel must be >= 1")
     if spec.slurm.signal_seconds < 1:
         raise SweepError(f"{where}: slurm.signal_seconds must be >= 1")
+
+
+def _check_isoflop(spec: SweepSpec, iso: IsoFlopSpec, where: str) -> None:
+    if iso.depths and iso.shapes or not (iso.depths or iso.shapes):
+        raise SweepError(f"{where}: isoflop needs exactly one of depths or shapes (non-empty)")
+    if any(d < 1 for d in iso.depths):
+        raise SweepError(f"{where}: isoflop.depths must be >= 1 (got {iso.depths})")
+    for fp in [iso, *iso.families.values()]:
+        for s in fp.shapes:
+            parse_shape(s)
+    if iso.depths and any(fp.shapes for fp in iso.families.values()):
+        raise SweepError(f"{where}: isoflop.families.*.shapes needs isoflop.shapes, not depths")
+    sizes = min([len(iso.depths or iso.shapes)] + [len(f.shapes) for f in iso.families.values() if f.shapes])
+    fam_axis = spec.axes.get("objective.name")
+    for fam in iso.families:
+        if fam_axis is not None and fam not in fam_axis:
+            raise SweepError(
+                f"{where}: isoflop.families.{fam}: not a value of axes.objective.name {list(fam_axis)}"
+            )
+    if not iso.budgets:
+        uncovered = [f for f in fam_axis or [None] if f not in iso.families or not iso.families[f].budgets]
+        if uncovered:
+            raise SweepError(
+                f"{where}: isoflop.budgets is empty and isoflop.families gives no budgets for "
+                f"{', '.join(map(str, uncovered))}"
+            )
+    plans = [("isoflop", iso.budgets, iso.n_opt)]
+    plans += [(f"isoflop.families.{f}", fp.budgets, fp.n_opt) for f, fp in iso.families.items()]
+    for key, budgets, guess in plans:
+        if any(not (c > 0) for c in budgets):
+            raise SweepError(f"{where}: {key}.budgets must be positive FLOP counts (got {budgets})")
+        if guess is not None and not (guess.at > 0 and guess.params >= 1 and guess.exponent > 0):
+            raise SweepError(f"{where}: {key}.n_opt needs at > 0, params >= 1 and exponent > 0 (got {guess})")
+    if iso.n_opt is not None or any(f.n_opt is not None for f in iso.families.values()):
+        if iso.sizes_per_budget < 2 or iso.sizes_per_budget > sizes:
+            raise SweepError(
+                f"{where}: isoflop.sizes_per_budget={iso.sizes_per_budget} must be between 2 and the "
+                f"{sizes} candidate sizes"
+            )
+        if not iso.span_decades > 0:
+            raise SweepError(f"{where}: isoflop.span_decades must be > 0 (got {iso.span_decades})")
+    tpp = iso.tokens_per_param
+    if tpp and not (len(tpp) == 2 and 0 < tpp[0] < tpp[1]):
+        raise SweepError(f"{where}: isoflop.tokens_per_param must be [lo, hi] with 0 < lo < hi (got {tpp})")
