@@ -25,18 +25,16 @@ from typing import Any
 import torch
 
 from mdm.config import Config, to_yaml
-from mdm.derived import Derived, derive
-from mdm.diffusion import build_objective
+from mdm.derived import Derived
 from mdm.errors import UserError, debug, is_user_error
-from mdm.flops import count
 from mdm.io import atomic_write_text, read_jsonl
 from mdm.limits import check_run, check_synthetic
 from mdm.lock import RunLock, is_rank_zero_process
-from mdm.module import LitDiffusion, build_model
+from mdm.module import LitDiffusion
 from mdm.pl import pl  # Lightning without its optional heavy imports
 from mdm.preempt import Preempted, PreemptionCallback, stop_on_signal
 from mdm.rundir import RunDir, git_sha
-from mdm.vocab import Vocab
+from mdm.runprep import prepare_run  # prepare_run: also used by the sweep planner
 
 
 class CheckpointError(UserError):
@@ -204,32 +202,6 @@ def _truncate_metrics(run: RunDir, step: int) -> None:
     """After a resume from ``step``, drop rows written after that checkpoint (no duplicated rows)."""
     rows = [r for r in read_jsonl(run.metrics) if r.get("step", 0) <= step]
     atomic_write_text(run.metrics, "".join(json.dumps(r) + "\n" for r in rows))
-
-
-def _world_size(cfg: Config) -> int:
-    return max(1, cfg.train.devices) * max(1, cfg.train.num_nodes)
-
-
-def prepare_run(cfg: Config) -> dict[str, Any]:
-    """Everything a run needs that is derived from the config (data, vocab, counts, derived values)."""
-    from mdm.data.datamodule import ensure_prepared
-    from mdm.data.meta import load_meta
-
-    data_dir = ensure_prepared(cfg.data)
-    meta = load_meta(data_dir)
-    vocab = Vocab.from_meta(meta)
-    objective = build_objective(cfg, vocab)
-    with torch.device("meta"):
-        counts = count(build_model(cfg, objective, vocab))
-    derived = derive(cfg, counts, _world_size(cfg))
-    return {
-        "data_dir": data_dir,
-        "meta": meta,
-        "vocab": vocab,
-        "objective": objective,
-        "counts": counts,
-        "derived": derived,
-    }
 
 
 def train(cfg: Config) -> dict[str, Any]:

@@ -1,0 +1,40 @@
+"""What a run needs that is derived from its config (data, vocabulary, objective, counts, derived values),
+without Lightning: ``mdm train`` and the sweep planner (which only counts) share it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from mdm.config import Config
+from mdm.derived import derive
+from mdm.diffusion import build_objective
+from mdm.flops import count
+from mdm.vocab import Vocab
+
+
+def world_size(cfg: Config) -> int:
+    return max(1, cfg.train.devices) * max(1, cfg.train.num_nodes)
+
+
+def prepare_run(cfg: Config) -> dict[str, Any]:
+    """Everything a run needs that is derived from the config (data, vocab, counts, derived values)."""
+    from mdm.data.datamodule import ensure_prepared
+    from mdm.data.meta import load_meta
+
+    data_dir = ensure_prepared(cfg.data)
+    meta = load_meta(data_dir)
+    vocab = Vocab.from_meta(meta)
+    objective = build_objective(cfg, vocab)
+    with torch.device("meta"):
+        counts = count(objective.build_model(cfg, vocab))  # = mdm.module.build_model
+    derived = derive(cfg, counts, world_size(cfg))
+    return {
+        "data_dir": data_dir,
+        "meta": meta,
+        "vocab": vocab,
+        "objective": objective,
+        "counts": counts,
+        "derived": derived,
+    }
