@@ -72,3 +72,43 @@ def test_ema_update_equals_per_tensor_lerp():
         for n, p in model.named_parameters():
             ref[n].lerp_(p.detach(), 1.0 - d)
     assert all(torch.equal(ema.shadow[n], ref[n]) for n in ref)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_with_fused_rotary_is_bit_identical_to_the_literal_one(causal):
+    """SelfAttention (rotate_qkv: one autograd Function over q and k) against the literal formula
+    (unbind, rotate q and k as strided views, SDPA): same output and same gradients, bit for bit."""
+    import torch.nn.functional as F
+
+    from mdm.models.attention import SelfAttention
+
+    torch.manual_seed(0)
+    B, L, H, Dh = 3, 10, 2, 8
+    rot = Rotary(Dh, 16)
+    attn = SelfAttention(H * Dh, H, causal, rot, backend="sdpa")
+    x = torch.randn(B, L, H * Dh)
+    x_ref, x_new = x.clone().requires_grad_(), x.clone().requires_grad_()
+
+    def literal(inp):
+        q, k, v = attn.qkv(inp).view(B, L, 3, H, Dh).unbind(2)
+        cos, sin = rot.cos[:L], rot.sin[:L]
+
+        def r(t):
+            t1, t2 = t[..., : Dh // 2], t[..., Dh // 2 :]
+            return torch.cat((t1 * cos - t2 * sin, t1 * sin + t2 * cos), dim=-1)
+
+        out = F.scaled_dot_product_attention(
+            r(q.transpose(1, 2)), r(k.transpose(1, 2)), v.transpose(1, 2), is_causal=causal
+        )
+        return attn.proj(out.transpose(1, 2).reshape(B, L, H * Dh))
+
+    g = torch.randn(B, L, H * Dh)
+    ref = literal(x_ref)
+    (ref * g).sum().backward()
+    ref_grads = [p.grad.clone() for p in attn.parameters()]
+    attn.zero_grad()
+    new = attn(x_new)
+    (new * g).sum().backward()
+    assert torch.equal(new, ref)
+    assert torch.equal(x_new.grad, x_ref.grad)
+    assert all(torch.equal(p.grad, r) for p, r in zip(attn.parameters(), ref_grads))

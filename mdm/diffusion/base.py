@@ -128,15 +128,26 @@ class Objective:
     def real_token_nll(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """-log p(target^l) under the softmax over real tokens, (...,) float32 for logits (..., V).
 
-        Equal bit for bit (values and gradients) to ``-clean_log_probs(logits).gather(-1, target)``,
-        but one fused cross-entropy over the real-token columns: no (B, L, V) log-probabilities, no
-        -inf columns, no zero-filled gradient of them. ``target`` must hold real token ids (< mask_id).
+        Equal bit for bit (values and gradients) to ``-clean_log_probs(logits).gather(-1, target)``, as
+        one fused cross-entropy: the non-real columns get -inf by adding a cached (V,) bias of 0 / -inf
+        (x + 0 == x), so no (B, L, V) log-probabilities are kept and backward has no copy or zero-fill
+        (the gradient there is exactly 0: probability 0, not a target). ``target``: real ids (< mask_id).
         """
         logits = logits.float()
-        if logits.shape[-1] > self.vocab.mask_id:
-            logits = logits[..., : self.vocab.mask_id]
-        flat = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none")
+        V = logits.shape[-1]
+        if V > self.vocab.mask_id:
+            logits = logits + self._mask_bias(V, logits.device)
+        flat = F.cross_entropy(logits.reshape(-1, V), target.reshape(-1), reduction="none")
         return flat.view(target.shape)
+
+    def _mask_bias(self, V: int, device: torch.device) -> torch.Tensor:
+        """(V,) float32: 0 at real token ids, -inf at mask and padding ids; cached per (V, device)."""
+        cache = self.__dict__.setdefault("_mask_bias_cache", {})
+        if (V, device) not in cache:
+            bias = torch.zeros(V, device=device)
+            bias[self.vocab.mask_id :] = float("-inf")
+            cache[(V, device)] = bias
+        return cache[(V, device)]
 
     # -- the interface ------------------------------------------------------------------------------
     def scored_tokens(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

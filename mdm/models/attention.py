@@ -44,17 +44,17 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         # x: (B, L, D); key_mask: (B, L) bool, True = may be attended to
         B, L, D = x.shape
-        q, k, v = self.qkv(x).view(B, L, 3, self.n_heads, D // self.n_heads).unbind(2)  # (B, L, H, Dh)
-        q, k = self.rotary(q.transpose(1, 2)), self.rotary(k.transpose(1, 2))  # (B, H, L, Dh)
+        qkv = self.qkv(x).view(B, L, 3, self.n_heads, D // self.n_heads)
+        q, k, v = self.rotary.rotate_qkv(qkv)  # (B, H, L, Dh) each; q, k rotated
         if self._use_flash(x, key_mask):
             out = flash_attn_func(
-                q.transpose(1, 2), k.transpose(1, 2), v, causal=self.causal
+                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), causal=self.causal
             )  # (B, L, H, Dh)
         else:
             mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, L)
             if mask is not None and self.causal:
                 mask = mask & torch.ones(L, L, dtype=torch.bool, device=x.device).tril()  # (B, 1, L, L)
             out = F.scaled_dot_product_attention(
-                q, k, v.transpose(1, 2), attn_mask=mask, is_causal=self.causal and mask is None
+                q, k, v, attn_mask=mask, is_causal=self.causal and mask is None
             ).transpose(1, 2)  # (B, L, H, Dh)
         return self.proj(out.reshape(B, L, D))
