@@ -9,7 +9,8 @@ Every fit then goes through :mod:`scaling.checks`: each approach in ``fit.json``
 ``status`` (ok / flagged / skipped) and ``reasons``. Only an ``ok`` fit's allocation (a, b, G,
 N_opt, D_opt, tokens per parameter) is printed as a result and plotted; a flagged fit's numbers
 are shown as diagnostics, marked so. The comparison (``fit.json`` → ``comparison``) is given only
-when the fits it rests on are ``ok`` and it passes its own checks.
+when the fits it rests on are ``ok`` (or flagged only for their exponents' intervals:
+``frontier_usable``) and it passes its own checks.
 """
 
 from __future__ import annotations
@@ -519,11 +520,12 @@ def render_markdown(doc: dict[str, Any]) -> str:
         if rows:
             L += ["### Compute-optimal allocation and tokens per parameter at the sampled budgets", ""]
             L += [
-                "| C | N_opt (A3) | D_opt (A3) | tokens/param D/N (A3) | D/N interval | D/N (A2) |",
-                "|---|---|---|---|---|---|",
+                "| C (flops column) | C = 6ND (A3's) | N_opt (A3) | D_opt (A3) | tokens/param D/N (A3) | D/N interval "
+                "| D/N (A2) |",
+                "|---|---|---|---|---|---|---|",
             ]
             for r in rows:
-                L.append(f"| {_g(r['C'])} | {_g(r.get('a3_n_opt'))} | {_g(r.get('a3_d_opt'))} | "
+                L.append(f"| {_g(r['C'])} | {_g(r.get('C_6nd'))} | {_g(r.get('a3_n_opt'))} | {_g(r.get('a3_d_opt'))} | "
                          f"{_g(r.get('a3_tokens_per_param'))} | [{_g(r.get('a3_tokens_per_param_lo'))}, "
                          f"{_g(r.get('a3_tokens_per_param_hi'))}] | {_g(r.get('a2_tokens_per_param'))} |")  # fmt: skip
             L.append("")
