@@ -4,6 +4,7 @@ error style, no half-made run directories, start-up imports."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -356,3 +357,9 @@ def test_signal_during_a_step_that_does_not_end_exits_in_bounded_time(tmp_path, 
     assert waited < 600 and "Traceback" not in err
     step = torch.load(run.last_ckpt, weights_only=True)["global_step"]
     assert step % 2 == 0 and step <= max(_losses(run))  # the last periodic checkpoint, intact
+
+
+def test_checkpoint_saves_do_not_log_the_weights_only_default(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    train(load([DEBUG_YAML], [f"train.runs_dir={tmp_path}", "train.max_steps=2", "train.ckpt_every=1"]))
+    assert "weights_only" not in caplog.text
