@@ -3,7 +3,8 @@
     runs/<run_name>/
       config.yaml      resolved config
       metrics.jsonl    one JSON object per logged step (step, tokens, loss, lr, tokens_per_s, val_loss)
-      checkpoints/     last.ckpt + periodic step-XXXXXXX.ckpt
+      checkpoints/     last.ckpt + periodic step-XXXXXXX.ckpt (a file that did not load: *.ckpt.corrupt)
+      train.lock       flock'ed by the one ``mdm train`` writing the run; holds its PID (mdm/lock.py)
       summary.json     written last, atomically (status, objective, params_total, params_non_embedding,
                        flops_per_token, tokens, flops, val_loss, val_ppl_bound, wall_s, git_sha, ...)
       eval/            zero_shot.json, samples.jsonl, ...
