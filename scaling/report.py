@@ -323,7 +323,9 @@ def make_report(
             gap_json = gap.to_dict()
             at = compute_multiplier(fits[f_].a3.theta, fits[r_].a3.theta, fits[r_].budgets_6nd, **kw)
             at.sampled_f, at.sampled_r = fits[f_].budgets_6nd, fits[r_].budgets_6nd
-            gap_json["at_budgets"] = at.to_dict()["curve"]
+            gap_json["at_budgets"] = [_row_status(r) for r in at.to_dict()["curve"]]
+            if not any(r["status"] == "ok" for r in gap_json["at_budgets"]):
+                gap = None  # nothing on the curve passes at the sampled budgets: no figure
     if "skipped" in gap_json:
         warnings_all.append(f"compute multiplier curve skipped: {gap_json['skipped']}")
     for k in ("multiplier", "nopt_ratio"):
@@ -362,6 +364,15 @@ def make_report(
     write_text(out / "report.md", render_markdown(doc))
     progress(f"wrote {out / 'report.md'} and {out / 'fit.json'}")
     return doc
+
+
+def _row_status(r: dict[str, Any]) -> dict[str, Any]:
+    """A multiplier-curve row with its status: extrapolation, flagged (interval) or ok."""
+    if r.get("extrapolation"):
+        return {**r, "status": "extrapolation", "reasons": ["outside the sampled budgets"]}
+    ci = [r["lo"], r["hi"]] if "lo" in r else None
+    reasons = checks.ratio_reasons(r["multiplier"], ci, "multiplier")
+    return {**r, "status": "flagged" if reasons else "ok", "reasons": reasons}
 
 
 def _write_plots(
@@ -541,14 +552,15 @@ def render_markdown(doc: dict[str, Any]) -> str:
         ]
         L += ["| C | M(C) | interval | share of draws never reaching |", "|---|---|---|---|"]
         for r in gap.get("at_budgets") or []:
-            if r.get("extrapolation"):
-                L.append(f"| {_g(r['C'])} | — (extrapolation) | — | — |")
+            if r.get("status", "ok") != "ok":
+                L.append(f"| {_g(r['C'])} | — ({r['status']}: {'; '.join(r.get('reasons') or [])}) | — | — |")
                 continue
             L.append(f"| {_g(r['C'])} | {_g(r['multiplier'])} | [{_g(r.get('lo'))}, {_g(r.get('hi'))}] | "
                      f"{_g(r.get('frac_unreachable'), 2)} |")  # fmt: skip
-        emp = [e for e in gap.get("empirical_approach2") or [] if e["multiplier"] is not None]
+        emp = [e for e in gap.get("empirical_approach2") or [] if e["multiplier"] is not None
+               and math.isfinite(e["multiplier"])]  # fmt: skip
         if emp:
-            L += ["", "From the isoFLOP minima (Approach 2, interpolated, no extrapolation): "
+            L += ["", "From the isoFLOP minima (Approach 2, interpolated, no extrapolation; C in the flops column): "
                   + ", ".join(f"C={_g(e['C'])}: {_g(e['multiplier'])}" for e in emp)]  # fmt: skip
         L.append("")
     if doc["figures"]:

@@ -319,3 +319,13 @@ def test_report_on_one_row_exits_2_with_one_line(tmp_path, capsys):
     errors = [line for line in cap.err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "every fit was skipped" in errors[0]
     assert f"wrote {out}/report.md" in cap.out and "//" not in cap.out
+
+
+def test_multiplier_curve_rows_carry_their_own_status():
+    from scaling.report import _row_status
+
+    assert _row_status({"C": 1e12, "multiplier": 5.0, "lo": 4.0, "hi": 6.0})["status"] == "ok"
+    wide = _row_status({"C": 1e12, "multiplier": 3e-7, "lo": 1e-16, "hi": 2e16})  # issue 12's printout
+    assert wide["status"] == "flagged" and any("decades" in r for r in wide["reasons"])
+    ext = _row_status({"C": 1e12, "multiplier": 5.0, "lo": 4.0, "hi": 6.0, "extrapolation": True})
+    assert ext["status"] == "extrapolation"
