@@ -303,7 +303,11 @@ def full_vs_bare(cfg: Config, bare: BareStep, steps: int, rounds: int, warmup: i
     from mdm.train import train
 
     bare.window(2)
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=warmup + rounds * steps))
+    runs = Path(cfg.train.runs_dir)
+    runs.mkdir(parents=True, exist_ok=True)
+    fresh = tempfile.mkdtemp(prefix="full-", dir=runs)  # a fresh run dir: train() skips completed runs
+    train_cfg = dataclasses.replace(cfg.train, max_steps=warmup + rounds * steps, runs_dir=fresh)
+    cfg = dataclasses.replace(cfg, train=train_cfg)
     out: dict = {}
     quiet = [logging.getLogger(n) for n in ("lightning", "lightning.pytorch", "lightning.fabric")]
     levels = [q.level for q in quiet]
@@ -320,6 +324,10 @@ def full_vs_bare(cfg: Config, bare: BareStep, steps: int, rounds: int, warmup: i
     finally:
         for q, lv in zip(quiet, levels):
             q.setLevel(lv)
+    if len(out.get("full", ())) != rounds or len(out.get("bare", ())) != rounds:
+        raise RuntimeError(
+            f"mdm bench: the full-loop run in {fresh} did not train {warmup + rounds * steps} steps"
+        )
     return out
 
 
@@ -504,7 +512,7 @@ def run_train_bench(
                     f"(2x1)/(1x2) = {r['ratio_2x1_over_1x2']:.2f}  -> faster: {best}"
                 )
         if precision_widths:
-            t = max(threads)
+            t = min(threads)  # the demo's layout (single-thread processes) unless --threads says otherwise
             torch.set_num_threads(t)
             bf16 = cpu_bf16_ok()
             log(f"precision (bare {objective} step, {t} thread(s); fp32 vs bf16 autocast, interleaved):")

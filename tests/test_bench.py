@@ -49,7 +49,7 @@ def test_tiny_bench_rows(tmp_path):
         widths=(32,),
         steps=2,
         rounds=2,
-        threads=(1,),
+        threads=(1, 2),  # the same config twice: each full-loop row trains a fresh run
         shape=TINY,
         layout=False,
         precision_widths=(32,),
@@ -57,14 +57,16 @@ def test_tiny_bench_rows(tmp_path):
         log=lines.append,
     )
     assert torch.get_num_threads() == torch_threads  # restored
+    assert len(list((tmp_path / "runs").iterdir())) == 2  # one fresh full-loop run dir per row
     whats = [row["what"] for row in r["rows"]]
-    assert whats == ["bare(mdlm)", "full(mdlm)", "ours(ar)", "minimal(ar)"]
+    assert whats == ["bare(mdlm)", "full(mdlm)", "ours(ar)", "minimal(ar)"] * 2
+    assert [row["threads"] for row in r["rows"]] == [1] * 4 + [2] * 4
     for row in r["rows"]:
-        assert row["width"] == 32 and row["depth"] == 1 and row["threads"] == 1
+        assert row["width"] == 32 and row["depth"] == 1
         assert row["tokens_per_s"] > 0 and row["peak_gflops"] > 0
         assert row["gflops"] == pytest.approx(row["tokens_per_s"] * row["flops_per_token"] / 1e9)
         assert row["mfu"] == pytest.approx(row["gflops"] / row["peak_gflops"])
-    bare, full, ours, mini = r["rows"]
+    bare, full, ours, mini = r["rows"][:4]
     assert full["full_over_bare"] > 0 and ours["ours_over_minimal"] > 0
     assert bare["flops_per_token"] == full["flops_per_token"]  # the same shape
     assert ours["flops_per_token"] == mini["flops_per_token"]
@@ -73,8 +75,8 @@ def test_tiny_bench_rows(tmp_path):
     text = "\n".join(lines)
     assert "RE-MEASURED" in text and "full/bare" in text and "ours/minimal" in text
     (prec,) = r["precision"]
-    assert prec["width"] == 32 and prec["fp32_tokens_per_s"] > 0
-    table = _fmt(r["rows"], header=True).splitlines()
+    assert prec["width"] == 32 and prec["threads"] == 1 and prec["fp32_tokens_per_s"] > 0
+    table = _fmt(r["rows"][:4], header=True).splitlines()
     assert table[0].split()[:4] == ["thr", "width", "depth", "what"] and len(table) == 5
 
 
