@@ -10,7 +10,7 @@
    layout (and from the sharded 200 MB split), against the training tokens/s of a width-128 model.
 3. ``books``: time to prepare ``books`` (BPE 4096) from already-fetched packages, per phase.
 
-.venv/bin/python bench/bench_data.py [--only scale|loader|books] [--mb 200] [--small-mb 50] [--seconds 3]
+.venv/bin/python bench/bench_data.py [--only scale|loader|books] [--mb 200] [--small-mb 25] [--small-only] [--seconds 3]
 """
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ def _sub(code: str, args: list[str], env: dict[str, str]) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def bench_scale(mb: int, small_mb: int) -> Path:
+def bench_scale(mb: int, small_mb: int, small_only: bool = False) -> Path:
     root = cache_root() / SCALE_DIR
     t0 = time.perf_counter()
     files = build_corpus(root / "corpus", mb)
@@ -241,6 +241,9 @@ def bench_scale(mb: int, small_mb: int) -> Path:
     prep(f"prepare num_proc=1, 1 thread ({small_mb_real:.0f} MB)", small_glob, 1, one, r1, 1 << 28)
     r2t = raw(f"raw encode_batch, 2 library threads ({small_mb_real:.0f} MB)", small, 1, two)
     prep(f"prepare num_proc=1, 2 library threads ({small_mb_real:.0f} MB)", small_glob, 1, two, r2t, 1 << 28)
+    if small_only:
+        print(f"  load average after: {os.getloadavg()[0]:.1f} (2 cores shared with other jobs)")
+        return out
     r2 = raw(f"raw encode_batch, 2 processes x 1 thread ({text_mb:.0f} MB)", files, 2, one)
     prep(f"prepare num_proc=2 ({text_mb:.0f} MB, 16M-token shards)", full_glob, 2, one, r2, 1 << 24)
     print(f"  load average after: {os.getloadavg()[0]:.1f} (2 cores shared with other jobs)")
@@ -300,12 +303,13 @@ def main() -> None:
     p.add_argument("--only", choices=["scale", "loader", "books"])
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--mb", type=int, default=200, help="scale: corpus size (MB of text)")
-    p.add_argument("--small-mb", type=int, default=50, help="scale: the part used for the 1-worker rows")
+    p.add_argument("--small-mb", type=int, default=25, help="scale: the part used for the 1-worker rows")
+    p.add_argument("--small-only", action="store_true", help="scale: only the rows on the small part")
     args = p.parse_args()
     print(f"data cache: {cache_root()}")
     sharded = None
     if args.only in (None, "scale"):
-        sharded = bench_scale(args.mb, args.small_mb)
+        sharded = bench_scale(args.mb, args.small_mb, args.small_only)
     if args.only in (None, "loader"):
         rate = bench_loader(args.seconds, sharded or cache_root() / SCALE_DIR / "prepared")
         ref = bench_train_reference()

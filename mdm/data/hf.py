@@ -152,31 +152,32 @@ def _columns(ds: Any) -> list[str]:
     return list(cols)
 
 
-def _rows(ds: Any, cols: list[str], start: int = 0, stop: int | None = None) -> Iterator[dict[str, list]]:
-    """Column batches of rows ``[start, stop)`` of a Dataset or IterableDataset (read in order)."""
+def _rows(ds: Any, cols: list[str], start: int = 0, stop: int | None = None) -> Iterator[Any]:
+    """Rows ``[start, stop)`` of a Dataset or IterableDataset as pyarrow Tables of up to 1000 rows, in
+    order (Arrow batches: a consumer converts to Python only the cells it uses)."""
     missing = [c for c in cols if c not in _columns(ds)]
     if missing:
         raise DataError(f"dataset has no {missing[0]!r} column (columns: {', '.join(_columns(ds))})")
-    ds = ds.select_columns(cols)
+    ds = ds.select_columns(cols).with_format("arrow")
     if hasattr(ds, "__len__") and hasattr(ds, "__getitem__"):  # Arrow-backed: slice directly
         stop = len(ds) if stop is None else stop
         for i in range(start, stop, 1000):
             yield ds[i : min(i + 1000, stop)]
         return
     i = 0
-    for batch in ds.iter(batch_size=1000):
-        n = len(batch[cols[0]])
+    for tbl in ds.iter(batch_size=1000):
+        n = tbl.num_rows
         lo, hi = max(start - i, 0), n if stop is None else min(n, stop - i)
         if lo < hi:
-            yield {c: v[lo:hi] for c, v in batch.items()} if (lo, hi) != (0, n) else batch
+            yield tbl.slice(lo, hi - lo) if (lo, hi) != (0, n) else tbl
         i += n
         if stop is not None and i >= stop:
             return
 
 
 def _texts(ds: Any, field_name: str, start: int = 0, stop: int | None = None) -> Iterator[str]:
-    for rows in _rows(ds, [field_name], start, stop):
-        for t in rows[field_name]:
+    for tbl in _rows(ds, [field_name], start, stop):
+        for t in tbl.column(field_name).to_pylist():
             if t:
                 yield t
 
@@ -246,12 +247,14 @@ def build_corpus(
         def part(split: str) -> Callable[[], Iterator[str]]:
             def it() -> Iterator[str]:
                 i = 0
-                for rows in _rows(train, [tf] + ([idf] if with_id else [])):
-                    for j, t in enumerate(rows[tf]):
-                        doc_id = rows[idf][j] if with_id else str(i + j)
-                        if t and split_of(str(doc_id), frac, frac) == split:
-                            yield t
-                    i += len(rows[tf])
+                for tbl in _rows(train, [tf] + ([idf] if with_id else [])):
+                    ids = tbl.column(idf).to_pylist() if with_id else range(i, i + tbl.num_rows)
+                    keep = [j for j, doc_id in enumerate(ids) if split_of(str(doc_id), frac, frac) == split]
+                    i += tbl.num_rows
+                    if keep:  # only the texts of this split are converted to Python
+                        for t in tbl.column(tf).take(keep).to_pylist():
+                            if t:
+                                yield t
 
             return it
 
