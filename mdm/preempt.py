@@ -159,6 +159,9 @@ class PreemptionCallback(pl.Callback):
             )
         raise Preempted(flag, step)
 
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self.teardown(trainer, pl_module, "fit")  # Lightning skips teardown hooks after an exception
+
     def teardown(self, trainer, pl_module, stage) -> None:
         if threading.current_thread() is threading.main_thread():
             for s, h in self._previous.items():
