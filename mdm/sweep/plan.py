@@ -2,7 +2,7 @@
 
 Each run's config is ``load(base.files, base.overrides + axis values + isoFLOP values)``; its name is
 :func:`mdm.rundir.run_name` of that config (so the config decides the directory) under the sweep's
-runs directory. Parameter and FLOP counts and the step count come from :func:`mdm.train.prepare_run`,
+runs directory. Parameter and FLOP counts and the step count come from :func:`mdm.runprep.prepare_run`,
 i.e. exactly what ``mdm train`` will use.
 """
 
@@ -137,7 +137,7 @@ def place_sizes(params: list[float], guess: float, k: int, span: float) -> list[
 
 def build_plan(spec: SweepSpec) -> Plan:
     """Every run of the sweep with its counts; raises SweepError on a bad key or an unusable budget."""
-    from mdm.train import prepare_run
+    from mdm.runprep import prepare_run
 
     runs_dir = spec.runs_dir.resolve()
     common = [f"train.runs_dir={fmt_value(str(runs_dir))}", "logging.progress_bar=false"]
@@ -151,6 +151,12 @@ def build_plan(spec: SweepSpec) -> Plan:
         axis_over = [f"{k}={fmt_value(v)}" for k, v in values.items()]
         label = " ".join(f"{k}={v}" for k, v in values.items()) or "(base)"
         base = _load(spec, axis_over + common, label)
+        fam_over = (
+            iso.families[base.objective.name].overrides if iso and base.objective.name in iso.families else []
+        )
+        if fam_over:
+            base = _load(spec, axis_over + common + list(fam_over), label)
+            axis_over = axis_over + list(fam_over)
         if iso is None:
             runs.append(_planned(spec, base, list(axis_over), values, None, len(runs), label, prepare_run))
             continue
@@ -286,6 +292,7 @@ def format_plan(plan: Plan) -> str:
             )
             own = iso.families.get(fam)
             shapes = f"; shapes {own.shapes}" if own and own.shapes else ""
+            shapes += f"; overrides {own.overrides}" if own and own.overrides else ""
             lines.append(f"isoFLOP {fam}: budgets {[f'{c:.3g}' for c in budgets]}; {where}{shapes}")
         band = f"; tokens/param band {iso.tokens_per_param}" if iso.tokens_per_param else ""
         lines.append(

@@ -35,13 +35,16 @@ every size, give candidate shapes and a stated guess of the compute-optimal size
       span_decades: 0.6                             #   N_opt(C) * 10^[-span, +span]
       tokens_per_param: [2, 250]                    # the sane band: runs outside it are warned about
       families:                                     # per objective.name: own budgets, guess, shapes
-        ar:   {budgets: [2e10, 6e10, 2e11], n_opt: {at: 1e11, params: 6e4}}
+        ar:   {budgets: [2e10, 6e10, 2e11], n_opt: {at: 1e11, params: 6e4},
+               overrides: [train.global_batch=16]}
         mdlm: {budgets: [3e11, 1e12, 3e12], shapes: [1x64, 2x64, 3x64, 4x64, 3x96]}
 
 Each budget gets the ``sizes_per_budget`` candidates (params = non-embedding, from :mod:`mdm.flops`)
 nearest in log params to targets spread evenly over the window, in order (an exact assignment, not a
 greedy one). ``families`` keys are values of ``objective.name``; a family not listed uses the
-top-level ``budgets``/``n_opt``. A mixed precision axis is refused: one precision per sweep.
+top-level ``budgets``/``n_opt``/``shapes``; a family's ``overrides`` apply to its runs only (its
+batch or learning rate: each family is fitted on its own, so each may be tuned on its own, and the plan
+prints what differs). A mixed precision axis is refused: one precision per sweep.
 """
 
 from __future__ import annotations
@@ -86,6 +89,7 @@ class FamilyPlan:
     budgets: list[float] = field(default_factory=list)
     n_opt: NoptGuess | None = None
     shapes: list[str] = field(default_factory=list)  # own DEPTHxWIDTH candidates (e.g. wider for MDLM)
+    overrides: list[str] = field(default_factory=list)  # key=value after base.overrides (e.g. own batch)
 
 
 @dataclass
@@ -287,6 +291,16 @@ def check_spec(spec: SweepSpec) -> None:
             raise SweepError(
                 f"{where}: isoflop.lr_rule={iso.lr_rule!r} is not valid; choose one of: {', '.join(LR_RULES)}"
             )
+    if iso is not None:
+        for fam, fp in iso.families.items():
+            for o in fp.overrides:
+                k = o.split("=", 1)[0].strip()
+                check_key(k, f"{where}: isoflop.families.{fam}.overrides")
+                if "=" not in o or k in ISOFLOP_KEYS or k in ("objective.name", "train.precision"):
+                    raise SweepError(
+                        f"{where}: isoflop.families.{fam}.overrides: {o!r} must be key=value, and not a key "
+                        f"the plan sets ({', '.join(ISOFLOP_KEYS)}), objective.name or train.precision"
+                    )
     if "train.precision" in spec.axes and len(spec.axes["train.precision"]) > 1:
         raise SweepError(
             f"{where}: axes.train.precision has several values; a scaling study keeps one precision per "

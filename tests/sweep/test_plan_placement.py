@@ -137,3 +137,21 @@ def test_family_shapes(tmp_path):
     assert "shapes ['1x64', '2x64', '3x64']" in format_plan(plan)
     with pytest.raises(SweepError, match="between 2 and the 2 candidate sizes"):
         _spec(tmp_path, families={**fam, "mdlm": {"budgets": [4e9], "shapes": ["1x64", "2x64"]}})
+
+
+def test_family_overrides(tmp_path):
+    fam = {"ar": {"budgets": [1e9], "overrides": ["train.global_batch=4"]}, "mdlm": {"budgets": [4e9]}}
+    plan = build_plan(_spec(tmp_path, families=fam))
+    ar = [r for r in plan.runs if r.family == "ar"]
+    md = [r for r in plan.runs if r.family == "mdlm"]
+    assert all(r.cfg.train.global_batch == 4 for r in ar) and all(r.cfg.train.global_batch == 8 for r in md)
+    for r in ar:  # steps follow the family's own batch: 4 sequences of 32 tokens
+        assert r.steps == math.ceil(r.budget / (r.flops_per_token * 4 * 32))
+    assert "overrides ['train.global_batch=4']" in format_plan(plan)
+    for bad, match in [
+        (["train.global_bach=4"], "not a config key"),
+        (["model.depth=3"], "not a key the plan sets"),
+        (["train.precision=bf16-mixed"], "not a key the plan sets"),
+    ]:
+        with pytest.raises(SweepError, match=match):
+            _spec(tmp_path, families={**fam, "ar": {"budgets": [1e9], "overrides": bad}})
