@@ -45,6 +45,17 @@ def _parse_grid(specs: Sequence[str] | None) -> dict[str, list[float]] | None:
     return out
 
 
+def _companion_params(results: str) -> str:
+    """The summary key the results file's ``params`` column holds, from its companion .json."""
+    import json
+
+    p = Path(results).with_suffix(".json")
+    try:
+        return str(json.loads(p.read_text()).get("params") or "params_non_embedding")
+    except (OSError, ValueError):
+        return "params_non_embedding"
+
+
 def _families(s: str | None) -> list[str] | None:
     return [f.strip() for f in s.split(",") if f.strip()] if s else None
 
@@ -100,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--grid", action="append", metavar="KEY=SPEC", help="Approach 3 start grid override, repeatable"
     )
     r.add_argument("--runs-root", metavar="DIR", help="also fit Approach 1 from DIR/<name>/metrics.jsonl")
+    r.add_argument(
+        "--params-key",
+        default=None,
+        help="Approach 1: summary.json key used as N (default: the 'params' named by the results' companion "
+        ".json, else params_non_embedding; params_compute = flops_per_token / 6)",
+    )
     r.add_argument("--no-plots", action="store_true")
     r.set_defaults(func=cmd_report)
 
@@ -237,6 +254,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         a3_options={"delta": args.delta, "grid": _parse_grid(args.grid)},
         runs_root=args.runs_root,
         make_plots=not args.no_plots,
+        params_key=args.params_key or _companion_params(args.results),
     )
     for fam, j in doc["families"].items():
         for key in [k for k in ("approach1", "approach2", "approach3") if k in j]:

@@ -100,6 +100,7 @@ def fit_family(
     budget_rtol: float = 0.25,
     a3_options: dict[str, Any] | None = None,
     runs_root: str | os.PathLike | None = None,
+    params_key: str = "params_non_embedding",
     progress: Callable[[str], None] = _stderr,
 ) -> FamilyFits:
     """Approaches 2 and 3 (+ bootstraps when n_boot ≥ 2) for one family; skips with reasons.
@@ -113,7 +114,7 @@ def fit_family(
     progress(f"{family}: {len(df)} runs, {ff.budgets.size} budget(s)")
     if runs_root is not None:
         try:
-            ff.history = load_run_histories([Path(runs_root) / n for n in df["name"]])
+            ff.history = load_run_histories([Path(runs_root) / n for n in df["name"]], params_key=params_key)
             ff.a1 = fit_approach1(ff.history, quiet=True, source=family)
             if n_boot >= 2:
                 progress(f"{family}: Approach 1 bootstrap ({n_boot} resamples)")
@@ -237,11 +238,13 @@ def make_report(
     a3_options: dict[str, Any] | None = None,
     runs_root: str | os.PathLike | None = None,
     make_plots: bool = True,
+    params_key: str = "params_non_embedding",
     progress: Callable[[str], None] = _stderr,
 ) -> dict[str, Any]:
     """Fit every family (or ``families``, in that order), compare the first two, write
     ``fit.json``, ``report.md`` and figures into ``out_dir``; returns the fit.json content.
-    ``runs_root``: also fit Approach 1 from the runs' training curves (``runs_root/<name>/``)."""
+    ``runs_root``: also fit Approach 1 from the runs' training curves (``runs_root/<name>/``), with
+    ``params_key`` of their summary.json as N (the same N as the results' ``params`` column)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     fams = list(families) if families else results.families
@@ -260,6 +263,7 @@ def make_report(
             budget_rtol=budget_rtol,
             a3_options=a3_options,
             runs_root=runs_root,
+            params_key=params_key,
             progress=progress,
         )
     warnings_all: list[str] = []

@@ -174,6 +174,9 @@ def group_budgets(flops: np.ndarray, rtol: float = 0.25) -> np.ndarray:
     return labels
 
 
+PARAMS_COMPUTE = "params_compute"  # flops_per_token / 6: the N for which C = 6·N·D holds exactly
+
+
 # --- run directories (for Approach 1) -----------------------------------------------------------
 def load_run_histories(
     run_dirs: Sequence[str | os.PathLike],
@@ -184,7 +187,8 @@ def load_run_histories(
 ) -> pd.DataFrame:
     """Training curves from run directories, long format: name, params, tokens, flops, loss, step.
 
-    ``params_key``: which summary.json count is N (params_non_embedding or params_total).
+    ``params_key``: which summary.json count is N (params_non_embedding, params_total, or
+    params_compute = flops_per_token / 6, the compute-equivalent size for which 6·N·D is the FLOPs).
     ``compute``: "6nd" (C = 6·N·tokens) or "summary" (C = flops_per_token·tokens from summary.json).
     Rows of metrics.jsonl without ``tokens`` or ``loss_key`` (e.g. validation-only rows) are skipped.
     """
@@ -203,6 +207,8 @@ def load_run_histories(
             summary = json.loads(sp.read_text())
         except json.JSONDecodeError as e:
             raise ScalingInputError(f"{sp}: not valid JSON ({e})") from e
+        if params_key == PARAMS_COMPUTE and "flops_per_token" in summary:
+            summary[PARAMS_COMPUTE] = float(summary["flops_per_token"]) / 6.0
         if params_key not in summary:
             raise ScalingInputError(f"{sp}: missing key '{params_key}' (have {sorted(summary)})")
         n = float(summary[params_key])

@@ -2,11 +2,15 @@
 
 1. prepare the embedded ``books`` corpus (character level, so tiny models spend their FLOPs on the
    transformer rather than on a 4096-way output head);
-2. plan the sweep ``configs/sweeps/demo.yaml`` (budgets x depths x {mdlm, ar}) and print it;
+2. plan the sweep ``configs/sweeps/demo.yaml`` (per family: its budgets, 5 sizes placed around a
+   stated N_opt guess at each budget) and print it, with tokens/param, steps and any warnings;
 3. train it with the local launcher (two runs at a time, one thread each), progress shown;
-4. collect ``demo_out/results.csv``;
+4. collect ``demo_out/results.csv`` (N = compute-equivalent parameters, FLOPs per token / 6, so that
+   C = 6ND is the compute actually spent);
 5. fit and report with the scaling package: ``python -m scaling report`` (Approaches 2 and 3 with
-   bootstrap intervals, the MDLM/AR compute multiplier, plots, ``report.md``).
+   bootstrap intervals, the MDLM/AR compute multiplier at AR's smallest budget and the ratio of
+   compute-optimal sizes, plots, ``report.md``, ``fit.json``), then print the headline numbers, or
+   why a number is withheld.
 
 Re-running skips finished runs and resumes interrupted ones (Ctrl-C checkpoints them first).
 """
@@ -34,6 +38,12 @@ def add_parser(sub) -> None:
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the intervals")
     p.add_argument(
         "--families", default="mdlm,ar", help="the first family's compute multiplier against the second"
+    )
+    p.add_argument(
+        "--params",
+        choices=("compute", "non_embedding", "total"),
+        default="compute",
+        help="N in the fits (default compute: FLOPs per token / 6)",
     )
     p.set_defaults(func=run)
 
@@ -80,7 +90,7 @@ def run(args) -> int:
             return 130
         stage(4, "collecting results")
         results = out / "results.csv"
-        rows, missing = collect(plan, results)
+        rows, missing = collect(plan, results, params=args.params)
         print(f"[demo] {results}: {len(rows)} runs" + (f" ({len(missing)} not completed)" if missing else ""))
     except SweepError as e:
         print(f"mdm demo: {e}", file=sys.stderr)
@@ -104,7 +114,39 @@ def run(args) -> int:
         )
         return rc
     print(f"[demo] report:  {report / 'report.md'}")
+    for line in headline(report / "fit.json"):
+        print(f"[demo] {line}")
     figs = sorted(p.name for p in report.glob("*.png"))
     if figs:
         print(f"[demo] figures: {report}/ {' '.join(figs)}")
     return 1 if res.failed else 0
+
+
+def headline(fit_json: Path) -> list[str]:
+    """The comparison's numbers as the report states them: a value with its interval when it passed
+    every check, else its status and reasons (never a withheld number)."""
+    import json
+
+    try:
+        comp = json.loads(fit_json.read_text()).get("comparison") or {}
+    except (OSError, ValueError):
+        return [f"no comparison: {fit_json} unreadable"]
+    if not comp or "multiplier" not in comp:
+        return ["no comparison of the two families (see the report)"]
+    names = {
+        "multiplier": f"compute multiplier {comp.get('family')}/{comp.get('reference')}",
+        "nopt_ratio": f"N_opt({comp.get('reference')}) / N_opt({comp.get('family')}) at equal compute",
+        "nopt_ratio_matched_loss": f"N_opt({comp.get('reference')}) / N_opt({comp.get('family')}) at equal loss",
+    }
+    c_ref = (comp.get("C_reference") or {}).get("flops")
+    out = [f"at {comp.get('reference')}'s smallest budget C = {c_ref:.3g} FLOPs:" if c_ref else "comparison:"]
+    for k, name in names.items():
+        e = comp.get(k)
+        if not e:
+            continue
+        if e.get("status") == "ok" and e.get("ci95"):
+            lo, hi = e["ci95"]
+            out.append(f"  {name}: {e['value']:.3g} [{lo:.3g}, {hi:.3g}] (95%, {e.get('method', '')})")
+        else:
+            out.append(f"  {name}: not reported ({e.get('status')}: {'; '.join(e.get('reasons') or [])})")
+    return out

@@ -35,7 +35,7 @@ def add_parser(sub) -> None:
     q = ss.add_parser("collect", help="write results.csv (+ results.json) from the completed runs")
     q.add_argument("spec")
     q.add_argument("-o", "--out", default=None, help="CSV path (default <sweep_dir>/results.csv)")
-    q.add_argument("--params", choices=("non_embedding", "total"), default="non_embedding")
+    q.add_argument("--params", choices=("non_embedding", "total", "compute"), default="non_embedding")
     q.set_defaults(func=run)
 
 

@@ -2,7 +2,8 @@
 
 Columns: ``name,family,params,tokens,flops,loss`` then ``params_total,params_non_embedding,
 val_ppl_bound,wall_s,budget,depth,d_model,steps,lr``. ``params`` is the non-embedding count by default
-(``--params total`` for Chinchilla's convention); ``flops`` is the compute actually spent (steps are
+(``--params total`` for Chinchilla's convention, ``--params compute`` for flops_per_token / 6, the size
+for which C = 6ND is exactly the FLOPs spent, which tiny models with a large head need); ``flops`` is the compute actually spent (steps are
 rounded up, so it is a little above the nominal isoFLOP ``budget``); ``loss`` is the validation loss in
 nats/token. A companion ``results.json`` (same stem) says so. Both are written atomically.
 """
@@ -27,7 +28,11 @@ COLUMNS = [
     "params_total", "params_non_embedding", "val_ppl_bound", "wall_s",
     "budget", "depth", "d_model", "steps", "lr",
 ]  # fmt: skip
-PARAM_CHOICES = {"non_embedding": "params_non_embedding", "total": "params_total"}
+PARAM_CHOICES = {
+    "non_embedding": "params_non_embedding",
+    "total": "params_total",
+    "compute": "params_compute",
+}
 _NEEDED = (
     "params_total",
     "params_non_embedding",
@@ -59,7 +64,9 @@ def collect(
             missing.append(st)
             continue
         s = st.summary or {}
-        absent = [k for k in _NEEDED if s.get(k) is None]
+        absent = [
+            k for k in _NEEDED + (("flops_per_token",) if params == "compute" else ()) if s.get(k) is None
+        ]
         if absent:
             raise SweepError(f"{run.run_dir.summary}: completed summary lacks {absent}")
         if not math.isfinite(float(s["val_loss"])):
@@ -68,7 +75,7 @@ def collect(
             {
                 "name": run.name,
                 "family": s.get("family") or run.family,
-                "params": s[PARAM_CHOICES[params]],
+                "params": s["flops_per_token"] / 6.0 if params == "compute" else s[PARAM_CHOICES[params]],
                 "tokens": s["tokens"],
                 "flops": s["flops"],
                 "loss": s["val_loss"],
@@ -100,11 +107,13 @@ def describe(plan: Plan, params: str, n_rows: int) -> dict[str, Any]:
     spec = plan.spec
     return {
         "params": PARAM_CHOICES[params],
-        "params_meaning": (
-            "non-embedding parameters: total minus the token embedding and an untied output head (Kaplan et al. 2020)"
-            if params == "non_embedding"
-            else "all trainable parameters, tied head counted once (Hoffmann et al. 2022)"
-        ),
+        "params_meaning": {
+            "non_embedding": "non-embedding parameters: total minus the token embedding and an untied output head "
+            "(Kaplan et al. 2020)",
+            "total": "all trainable parameters, tied head counted once (Hoffmann et al. 2022)",
+            "compute": "compute-equivalent parameters: training FLOPs per token / 6 (the N for which C = 6*N*D is "
+            "exactly the FLOPs spent: matmul weights incl. the output head, plus attention; see flop_convention)",
+        }[params],
         "flops": "training FLOPs spent: steps * tokens_per_step * flops_per_token",
         "flop_convention": FLOP_CONVENTION,
         "tokens": "training tokens: steps * train.global_batch * model.seq_len",

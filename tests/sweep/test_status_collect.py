@@ -38,6 +38,7 @@ def summary_for(run, loss: float, **extra) -> dict:
         "params_non_embedding": run.params_non_embedding,
         "tokens": tokens,
         "flops": run.flops,
+        "flops_per_token": run.flops_per_token,
         "steps": run.steps,
         "val_loss": loss,
         "val_ppl_bound": float(2.718281828459045**loss),
@@ -129,6 +130,12 @@ def test_collect_rows_and_conventions(plan, tmp_path):
     with open(out) as f:
         assert {int(r["params"]) for r in csv.DictReader(f)} == {r.params_total for r in plan.runs[:4]}
     assert json.loads(out.with_suffix(".json").read_text())["params"] == "params_total"
+
+    collect(plan, out, params="compute")  # N = FLOPs per token / 6: then 6 N D is the compute spent
+    with open(out) as f:
+        for r in csv.DictReader(f):
+            assert 6 * float(r["params"]) * int(r["tokens"]) == pytest.approx(float(r["flops"]), rel=1e-12)
+    assert json.loads(out.with_suffix(".json").read_text())["params"] == "params_compute"
 
 
 def test_collected_file_reads_in_scaling(plan, tmp_path):
