@@ -423,7 +423,7 @@ def _rate_row(
 def run_train_bench(
     widths: tuple[int, ...] = (64, 128),
     objective: str = "mdlm",
-    steps: int = 8,
+    steps: int = 6,
     rounds: int = 3,
     threads: tuple[int, ...] = (1, 2),
     shape: Shape = Shape(),

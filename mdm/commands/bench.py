@@ -1,6 +1,6 @@
 """``mdm bench train``: bare step vs the full ``mdm train`` loop vs a minimal GPT, threads, precision.
 
-    mdm bench train [--widths 64,128] [--threads 1,2] [--steps 8] [--rounds 3] [--depth 2]
+    mdm bench train [--widths 64,128] [--threads 1,2] [--steps 6] [--rounds 3] [--depth 2]
                     [--precision-widths 64,128,256] [--no-full] [--no-minimal] [--no-layout] [--json FILE]
 
 Widths 256 and 384 (the earlier default) are ``--widths 64,128,256,384``. See mdm/bench.py for what
@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
     p.add_argument("--widths", default="64,128", help="comma-separated model widths (e.g. 64,128,256,384)")
     p.add_argument("--threads", default="1,2", help="comma-separated torch thread counts to measure at")
     p.add_argument("--objective", default="mdlm", help="objective of the bare and full-loop rows")
-    p.add_argument("--steps", type=int, default=8, help="optimizer steps per timed window")
+    p.add_argument("--steps", type=int, default=6, help="optimizer steps per timed window")
     p.add_argument("--rounds", type=int, default=3, help="interleaved windows per row (best / median ratio)")
     p.add_argument("--depth", type=int, default=2)
     p.add_argument("--head-dim", type=int, default=32)
