@@ -244,3 +244,26 @@ def test_peak_memory_does_not_grow_with_the_corpus(tmp_path):
     extra = sizes[6000] - sizes[1000]
     assert extra > 15e6
     assert rss[6000] - rss[1000] < 0.3 * extra, (rss, sizes)
+
+
+def test_normalize_fast_path_equals_its_regex_definition():
+    """normalize() strips trailing blanks per line without a regex (4x faster); same output as before."""
+    import random
+    import re
+
+    from mdm.data.text import _CTRL, _OVERSTRIKE, normalize
+
+    def reference(text: str) -> str:
+        text = text.replace("\ufeff", "").replace("\r\n", "\n").replace("\r", "\n")
+        if "\x08" in text:
+            text = _OVERSTRIKE.sub("", text)
+        text = _CTRL.sub("", text)
+        text = re.sub(r"[ \t]+\n", "\n", text)
+        text = re.sub(r"\n{3,}", "\n\n", text)
+        return text.strip()
+
+    rng = random.Random(0)
+    alphabet = ["a", "é", " ", "\t", "\n", "\r", "\x0c", "\x08", "_", "\ufeff"]
+    for _ in range(5000):
+        t = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        assert normalize(t) == reference(t), repr(t)
