@@ -8,7 +8,7 @@ the AR energy and, when trained, EDLM with the NCE energy, at each importance-sa
   the AR energy (another seed and longer training), else EDLM-AR would be graded by its own energy.
 * true PPL (synthetic data only): the same figure under the data-generating Markov chain (exact).
 * entropy: mean over samples of the entropy (nats) of each sample's unigram histogram; falling entropy
-  with falling gen-PPL flags degenerate, repetitive samples (MATH.md "Samplers").
+  with falling gen-PPL flags degenerate, repetitive samples (docs/MATH.md "Samplers").
 * NFE: denoiser calls + batched energy calls; "scored" = candidate sequences the energy evaluated.
 * wall: seconds for the whole batch of samples on this machine's CPU threads (fastest of --repeats runs
   with the same seed, so every repeat draws the same samples).

@@ -52,7 +52,7 @@ class ModelConfig:
 
 @dataclass
 class ScheduleConfig:
-    """Noise schedule (MATH.md, "Schedules")."""
+    """Noise schedule (docs/MATH.md, "Schedules")."""
 
     name: str = "loglinear"  # loglinear | geometric
     eps: float = 1e-3  # log-linear: alpha_1 = eps
@@ -107,7 +107,7 @@ class CcddConfig:
 
 @dataclass
 class ObjectiveConfig:
-    """Which training objective and its options (MATH.md)."""
+    """Which training objective and its options (docs/MATH.md)."""
 
     name: str = "mdlm"  # mdlm | ar | radd | sedd | edlm_nce | ccdd
     t_min: float = 1e-3  # lower end of the sampled time interval

@@ -1,6 +1,6 @@
 """Parameter and FLOP counting: the one place (sweeps and scaling read these numbers).
 
-Conventions (MATH.md "Counting"; PaLM, Chowdhery et al. 2022, App. B):
+Conventions (docs/MATH.md "Counting"; PaLM, Chowdhery et al. 2022, App. B):
 
 * ``params_total``: every trainable parameter (a tied head counted once).
 * ``params_embedding``: the token embedding table plus an untied output head.

@@ -2,7 +2,7 @@
 
 One optimizer step per loader batch (the per-device batch); the batch is split into micro-batches
 and every micro-batch's loss is its *sum* divided by the *global* token count of the step, so gradient
-accumulation and data parallelism reproduce the big-batch gradient exactly (DESIGN.md principle 5).
+accumulation and data parallelism reproduce the big-batch gradient exactly (CONTRIBUTING.md, "Losses are sums and counts").
 """
 
 from __future__ import annotations

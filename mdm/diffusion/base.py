@@ -3,7 +3,7 @@
 An objective owns the maths of one training criterion (forward noising, weighting, likelihood bound);
 the model is any callable ``model(tokens, sigma=None, ...) -> logits`` (the shared backbone). Losses are
 returned as a sum of per-token losses and the number of tokens it is normalised by, so callers divide
-by a global count and never average averages (DESIGN.md, principle 5).
+by a global count and never average averages (CONTRIBUTING.md, "Losses are sums and counts").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""CCDD: coevolutionary continuous-discrete diffusion on the shared backbone (MATH.md, "CCDD").
+"""CCDD: coevolutionary continuous-discrete diffusion on the shared backbone (docs/MATH.md, "CCDD").
 
 Joint forward process over tokens x and per-token vectors z0 = f(x0) in R^{L x d_c} (a frozen encoder
 of a trained run, standardised per dimension; mdm/diffusion/encoders.py):

@@ -4,7 +4,7 @@ The base model (an MDLM or RADD run of this project, frozen) gives a factorised 
 
     mu_theta(x0 | x_t) = prod_l mu_theta(x0^l | x_t)        (carry-over: unmasked l are copied from x_t)
 
-and EDLM replaces it by the residual energy-based denoiser (EDLM eq. 7; MATH.md "EDLM")
+and EDLM replaces it by the residual energy-based denoiser (EDLM eq. 7; docs/MATH.md "EDLM")
 
     p(x0 | x_t) = mu_theta(x0 | x_t) exp(-E(x0, x_t)) / Z(x_t),   Z(x_t) = E_{x0 ~ mu_theta(.|x_t)} exp(-E).
 

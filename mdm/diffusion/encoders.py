@@ -17,7 +17,7 @@ Affine map to d_c dimensions, fitted once on training tokens and stored (the "st
 On the tokens the statistics were computed from, every z0 dimension has mean 0 and variance 1 exactly
 (and, for pca, zero cross-covariance).
 
-Leakage -- can information about a *masked* token reach the denoiser through z? (MATH.md, "CCDD")
+Leakage -- can information about a *masked* token reach the denoiser through z? (docs/MATH.md, "CCDD")
 
 * ``embedding``: no cross-position leak: z_t^l depends on x0^l only. At a masked position l, z_t^l is
   still a noisy copy of E[x0^l]: that is the joint process by design (tokens and vectors co-evolve), and

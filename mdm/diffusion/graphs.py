@@ -2,7 +2,7 @@
 
 A graph is the generator Q of a continuous-time Markov chain over the states of one position; with a noise
 schedule the forward kernel is p_{t|0} = exp(sigma_bar(t) Q) (SEDD §3.1). Each graph knows its forward
-kernel, its prior, the denoising score entropy of a score vector (SEDD eq. 8 / MATH.md "SEDD score
+kernel, its prior, the denoising score entropy of a score vector (SEDD eq. 8 / docs/MATH.md "SEDD score
 entropy") and the reverse-step probabilities of the Euler and Tweedie tau-leaping samplers (SEDD §4.2).
 
 N real tokens have ids ``0..N-1``; the absorbing graph adds the mask state ``N`` (== ``vocab.mask_id``).
@@ -131,7 +131,7 @@ class Absorbing(Graph):
 
     p_{t|0}(x0 | x0) = e^{-sigma_bar} = alpha_t, p_{t|0}(mask | x0) = 1 - alpha_t. Only masked positions have
     reverse transitions; with r = 1/(e^{sigma_bar} - 1) the ratio rho of the true token is r, of every other
-    token 0, so per masked position (MATH.md):  sigma [sum_v s_v - r log s_{x0} + K(r)].
+    token 0, so per masked position (docs/MATH.md):  sigma [sum_v s_v - r log s_{x0} + K(r)].
     Prior: the time-1 marginal of the process started from uniform real tokens, mask w.p. 1 - alpha_1 and each
     real token w.p. alpha_1/N, so KL(p_{1|0} || prior) = alpha_1 log N per position (0 when alpha_1 = 0).
     """
@@ -193,7 +193,7 @@ class Absorbing(Graph):
 class Uniform(Graph):
     """Every real token jumps to each other real token at rate sigma(t)/N: Q = 11^T/N - I.
 
-    p_{t|0}(b | a) = beta 1[a=b] + u with beta = e^{-sigma_bar}, u = (1 - beta)/N (MATH.md). At a position
+    p_{t|0}(b | a) = beta 1[a=b] + u with beta = e^{-sigma_bar}, u = (1 - beta)/N (docs/MATH.md). At a position
     with current token a, rho_b = u/(beta + u) for every b != a if a = x0; if a != x0, rho_{x0} = (beta+u)/u and
     rho_b = 1 for the others. Prior: uniform over real tokens.
     """

@@ -1,6 +1,6 @@
 """MDLM: absorbing masked diffusion with the SUBS parameterisation (Sahoo et al. 2024).
 
-Continuous-time NELBO (MDLM eq. 10-11; MATH.md "MDLM"), for one sequence x and one time t:
+Continuous-time NELBO (MDLM eq. 10-11; docs/MATH.md "MDLM"), for one sequence x and one time t:
 
     L(x, t) = -alpha'_t / (1 - alpha_t) * sum_{l : z_t^l = m} -log p_theta(x^l | z_t)
 

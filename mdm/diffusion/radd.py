@@ -1,6 +1,6 @@
 """RADD: reparameterised absorbing discrete diffusion (Ou et al. 2024).
 
-At a masked position the concrete score of absorbing diffusion factorises (RADD Thm 1; MATH.md "RADD"):
+At a masked position the concrete score of absorbing diffusion factorises (RADD Thm 1; docs/MATH.md "RADD"):
 
     p_t(x with x^l = v) / p_t(x_t) = e^{-sigma_bar}/(1 - e^{-sigma_bar}) * p_0(x^l = v | unmasked tokens of x_t),
 

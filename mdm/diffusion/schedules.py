@@ -1,4 +1,4 @@
-"""Noise schedules (MATH.md, "Schedules").
+"""Noise schedules (docs/MATH.md, "Schedules").
 
 A schedule gives the total noise sigma_bar(t) and its rate sigma(t) = d sigma_bar / dt for t in [0, 1];
 the probability that a token is still clean under the absorbing process is alpha_t = exp(-sigma_bar(t)).

@@ -10,7 +10,7 @@ real tokens. How its output h (B, L, V) maps to log-scores (``log_scores``):
 * uniform: log s_b = h_b for b != x_t^l (the score of the current token is 1 by definition). A zero
   output is the exact score of the uniform prior.
 
-Loss (SEDD eq. 8; MATH.md "SEDD score entropy"): the denoising score entropy of one x_t ~ p_{t|0}(.|x0)
+Loss (SEDD eq. 8; docs/MATH.md "SEDD score entropy"): the denoising score entropy of one x_t ~ p_{t|0}(.|x0)
 
     L_DSE(x0, t) = sum_l sum_{y ~ x_t at l} sigma(t) Q(y -> x_t) [s_y - rho_y log s_y + K(rho_y)],  K(a) = a(log a - 1)
 

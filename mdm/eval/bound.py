@@ -2,7 +2,7 @@
 sequence and a standard error.
 
 Estimator. For block b and k = 0..K-1 the time is stratified within the block (MDLM's antithetic rule
-applied per sequence; MATH.md "MDLM"):
+applied per sequence; docs/MATH.md "MDLM"):
 
     t_bk = t_min + (1 - t_min) * ((u_b + k / K) mod 1),      u_b ~ U[0, 1) from a generator seeded with ``seed``
 

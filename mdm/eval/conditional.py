@@ -8,7 +8,7 @@ the model's ``seq_len`` (callers truncate the context from the left).
   continuation token is the argmax.
 * absorbing diffusion (any objective with ``denoiser_log_probs(model, z, t, key_mask=...)`` and a
   schedule: MDLM, RADD): the conditional continuous-time NELBO, with only the continuation noised and
-  the context kept clean (MATH.md "MDLM" restricted to the continuation positions):
+  the context kept clean (docs/MATH.md "MDLM" restricted to the continuation positions):
 
       -log p(c | x) <= E_t [ -alpha'_t / (1 - alpha_t) * sum_{l in c, z_t^l = m} -log p_theta(c^l | z_t) ]
 

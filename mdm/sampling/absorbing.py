@@ -1,7 +1,7 @@
 """Samplers for absorbing (masked) diffusion: ancestral, cached ancestral, first-hitting, semi-autoregressive.
 
 They work with any objective that offers ``denoiser_log_probs(model, z, t)`` (MDLM, RADD, SEDD-absorb, ...;
-see :mod:`mdm.sampling.base`). Time grid: t_j = 1 - j/steps, j = 0..steps (uniform in t). MATH.md "Samplers".
+see :mod:`mdm.sampling.base`). Time grid: t_j = 1 - j/steps, j = 0..steps (uniform in t). docs/MATH.md "Samplers".
 
 * ancestral: step t -> s, each masked token unmasks with probability (alpha_s - alpha_t)/(1 - alpha_t) to a
   token drawn from p_theta(.|z_t, t); unmasked tokens stay; at s = 0 every remaining mask is filled. One

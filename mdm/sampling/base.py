@@ -109,7 +109,7 @@ def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = 
     """Draw one index per row of ``probs`` (..., V) by inverse-CDF in float64.
 
     Float64 throughout: float32 Gumbel-max truncates the noise and under-samples small probabilities
-    (Zheng et al. 2024; MATH.md "Samplers").
+    (Zheng et al. 2024; docs/MATH.md "Samplers").
     """
     p = probs.double()
     p = p / p.sum(-1, keepdim=True)

@@ -3,7 +3,7 @@
 On the grid 1 = t_0 > t_1 > ... > t_n = 0, one network call per step (two with guidance) at (x_t, z_c),
 c = link(t) the continuous level (mdm/diffusion/ccdd.py):
 
-* tokens (MDLM ancestral rule, MATH.md "Samplers"): a masked token stays masked with probability
+* tokens (MDLM ancestral rule, docs/MATH.md "Samplers"): a masked token stays masked with probability
   (1 - alpha_s)/(1 - alpha_t), else becomes v with probability (alpha_s - alpha_t)/(1 - alpha_t) p_theta(v);
   unmasked tokens stay. Drawn in float64 (:func:`mdm.sampling.base.sample_categorical`). At s = 0 every
   remaining mask is filled (alpha_0 = 1 for the log-linear schedule).

@@ -4,7 +4,7 @@ A template is an int64 tensor of token ids, (L,) for every row or (B, L) per row
 positions to generate and a real token at every position to keep. An absorbing sampler starts its chain at the
 template instead of the all-mask state; unmasked tokens never move in the absorbing reverse process, so the
 given tokens come out bit-identical and, with exact conditionals, the generated ones follow
-p(x_free | x_fixed) (MATH.md "Samplers": the chain started at z = template is the reverse process conditioned
+p(x_free | x_fixed) (docs/MATH.md "Samplers": the chain started at z = template is the reverse process conditioned
 on those tokens being clean). The AR sampler takes a prefix only.
 
 Text templates (``mdm sample --infill``): the text is encoded with the run's tokenizer, and every

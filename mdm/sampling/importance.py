@@ -10,7 +10,7 @@ Time grid t_i = 1 - i/n, i = 0..n (n = ``steps``). At the step t -> s:
 3. the ordinary absorbing posterior step q(x_s | x_t, x0): every masked position is revealed to its x0 token
    with probability (alpha_s - alpha_t) / (1 - alpha_t), independently; unmasked positions stay.
 
-With window 0 (or k = 1) this is exactly the ancestral sampler of the base model (MATH.md "Samplers"), so
+With window 0 (or k = 1) this is exactly the ancestral sampler of the base model (docs/MATH.md "Samplers"), so
 EDLM and its base are compared on the same grid and the same code. As k -> infinity step 2 draws from the
 energy-corrected denoiser p(x0 | x_t) ∝ mu_theta exp(-E) (sampling-importance-resampling is consistent).
 

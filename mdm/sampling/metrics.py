@@ -2,7 +2,7 @@
 
 Generative perplexity alone rewards low-entropy (repetitive) text -- float32 Gumbel-max lowers it by
 lowering the effective temperature (Zheng et al. 2024) -- so it is always reported beside the unigram
-entropy of the samples (MATH.md "Samplers").
+entropy of the samples (docs/MATH.md "Samplers").
 
 Units: nats. ``unigram_entropy`` of a sample is H = -sum_v f_v log f_v over the empirical frequencies f_v of
 its tokens (at most log L for L tokens). Generative perplexity = exp(sum of per-token NLL / number of scored

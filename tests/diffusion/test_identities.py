@@ -108,7 +108,7 @@ def test_stable_dse_equals_the_literal_formula(graph_name):
 
 
 def test_dse_collapses_to_cross_entropy_with_normalised_absorbing_scores():
-    """s_v = r c_v with sum c = 1: sigma [sum s - r log s_x0 + K(r)] = sigma r (-log c_x0)  (MATH.md)."""
+    """s_v = r c_v with sum c = 1: sigma [sum s - r log s_x0 + K(r)] = sigma r (-log c_x0)  (docs/MATH.md)."""
     graph = build_graph("absorb", N)
     g = torch.Generator().manual_seed(2)
     x0 = torch.randint(0, N, (4, 3), generator=g)

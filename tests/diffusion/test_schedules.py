@@ -1,4 +1,4 @@
-"""Schedules (MATH.md "Schedules"): closed-form derivatives against autograd, ranges, finite ends."""
+"""Schedules (docs/MATH.md "Schedules"): closed-form derivatives against autograd, ranges, finite ends."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The K-sample bound estimator and its standard error, against closed forms.
 
-A model with constant logits is uniform over the N real tokens. Then (MATH.md "MDLM") for log-linear
+A model with constant logits is uniform over the N real tokens. Then (docs/MATH.md "MDLM") for log-linear
 alpha_t the MDLM NELBO has expectation (1 - eps) * L * log N for every t, and the AR NLL is exactly
 (L - 1) * log N: closed forms to test the estimator, its stratification and its error bars against.
 """
@@ -110,7 +110,7 @@ def test_estimator_is_the_mean_of_the_objectives_own_sequence_loss(name):
 @pytest.mark.parametrize("name", [n for n in ("mdlm", "sedd") if n in OBJECTIVES])
 def test_conditional_bound_noises_only_the_continuation(name):
     """Uniform model: E[-log p(c | x)] bound = (1 - eps) |c| log N whatever the context length (SEDD-absorb:
-    normalised scores collapse to the same integrand, MATH.md, plus its prior KL on the continuation)."""
+    normalised scores collapse to the same integrand, docs/MATH.md, plus its prior KL on the continuation)."""
     obj = _objective(name)
     pairs = [([0] + list(range(1, 20)), [7, 8]) for _ in range(200)]
     nll = conditional_nll(obj, Constant(), pairs, K=4, seed=0, batch_size=64)

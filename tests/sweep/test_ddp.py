@@ -1,4 +1,4 @@
-"""Two gloo ranks train exactly like one process (DESIGN.md principle 9), locally and under `srun`.
+"""Two gloo ranks train exactly like one process (CONTRIBUTING.md, "Tests against exact answers"), locally and under `srun`.
 
 The comparison uses the autoregressive objective, whose training loss is a deterministic function of
 the batch and the weights: with the global batch split over 2 ranks (the loader gives rank r the
