@@ -1,5 +1,6 @@
 """``mdm bench train``: bare step vs the full ``mdm train`` loop vs a minimal GPT, threads, precision.
 
+    mdm bench gpu --json FILE [--device cpu --tiny] [--budget S] [--cap PHASE=S]  (see mdm/bench_gpu.py)
     mdm bench train [--widths 64,128] [--threads 1,2] [--steps 6] [--rounds 3] [--depth 2]
                     [--precision-widths 64,128,256] [--no-full] [--no-minimal] [--no-layout] [--json FILE]
 
@@ -8,6 +9,8 @@ each row times; a benchmark prints figures and never asserts a speed.
 """
 
 from __future__ import annotations
+
+import argparse
 
 
 def _ints(flag: str, text: str) -> tuple[int, ...]:
@@ -22,7 +25,18 @@ def _ints(flag: str, text: str) -> tuple[int, ...]:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks that print figures (never timed tests)")
-    p.add_argument("what", choices=["train"], help="train: tokens/s, GFLOP/s and MFU at a few widths")
+    p.add_argument(
+        "what",
+        choices=["train", "gpu"],
+        help="train: tokens/s, GFLOP/s and MFU at a few widths; gpu: the GPU check (mdm/bench_gpu.py)",
+    )
+    _train_args(p)
+    # argparse hands everything after ``what`` to this list: gpu's own flags, or train's (re-parsed in run)
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="gpu: the flags of python -m mdm.bench_gpu")
+    p.set_defaults(func=run)
+
+
+def _train_args(p) -> None:
     p.add_argument("--widths", default="64,128", help="comma-separated model widths (e.g. 64,128,256,384)")
     p.add_argument("--threads", default="1,2", help="comma-separated torch thread counts to measure at")
     p.add_argument("--objective", default="mdlm", help="objective of the bare and full-loop rows")
@@ -44,11 +58,19 @@ def add_parser(sub) -> None:
         "--work-dir", default=None, help="where the synthetic data and runs go (default: a temp dir)"
     )
     p.add_argument("--json", default=None, help="also write every figure to this JSON file")
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:
     import json
+
+    if args.what == "gpu":  # its own flags (mdm.bench_gpu); --json is shared
+        from mdm.bench_gpu import main
+
+        return main((["--json", args.json] if args.json else []) + list(args.rest))
+    if args.rest:  # train's flags given after the word train
+        q = argparse.ArgumentParser(prog="mdm bench train")
+        _train_args(q)
+        q.parse_args(args.rest, namespace=args)
 
     from mdm.bench import Shape, run_train_bench
     from mdm.io import atomic_write_text
