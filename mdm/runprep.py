@@ -10,7 +10,6 @@ import torch
 from mdm.config import Config
 from mdm.derived import derive
 from mdm.diffusion import build_objective
-from mdm.flops import count
 from mdm.vocab import Vocab
 
 
@@ -28,7 +27,8 @@ def prepare_run(cfg: Config) -> dict[str, Any]:
     vocab = Vocab.from_meta(meta)
     objective = build_objective(cfg, vocab)
     with torch.device("meta"):
-        counts = count(objective.build_model(cfg, vocab))  # = mdm.module.build_model
+        model = objective.build_model(cfg, vocab)  # = mdm.module.build_model
+    counts = objective.counts(model)  # outside: an objective may load a frozen network to count it
     derived = derive(cfg, counts, world_size(cfg))
     return {
         "data_dir": data_dir,

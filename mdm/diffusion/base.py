@@ -8,13 +8,14 @@ by a global count and never average averages (CONTRIBUTING.md, "Losses are sums 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
 
 from mdm.config import Config
 from mdm.diffusion.schedules import Schedule, build_schedule
+from mdm.flops import Counts, count
 from mdm.vocab import Vocab
 
 
@@ -64,6 +65,19 @@ class Objective:
             raise ValueError(
                 f"objective {self.registry_name!r} takes no time conditioning (model.time_conditioning)"
             )
+
+    #: options of :func:`mdm.flops.count` for the trained network (``per_sequence``, ``unused_head``)
+    count_options: dict = {}
+
+    def extra_flops_per_token(self, counts: Counts) -> float:
+        """Training FLOPs per token beyond one forward and backward of the trained network (``counts``):
+        frozen networks' forwards and repeated passes. 0 unless the objective makes such passes."""
+        return 0.0
+
+    def counts(self, model) -> Counts:
+        """Parameters and training FLOPs per token of this objective with ``model`` (docs/MATH.md, "Counting")."""
+        c = count(model, **self.count_options)
+        return replace(c, extra_flops_per_token=self.extra_flops_per_token(c))
 
     def build_model(self, cfg: Config, vocab: Vocab):
         """The network this objective trains: by default the shared backbone. Objectives that wrap it

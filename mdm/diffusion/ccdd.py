@@ -56,6 +56,7 @@ from mdm.diffusion.encoders import (
 )
 from mdm.diffusion.mdlm import MDLM
 from mdm.diffusion.registry import register_objective
+from mdm.models.ccdd import LEVEL_FEATURES
 from mdm.vocab import Vocab
 
 PROCESSES = ("vp", "flow")
@@ -98,6 +99,7 @@ class CCDD(MDLM):
         self.continuous = c.continuous
         self.d_cont = c.d_cont if c.continuous else 0
         self._encoder: FrozenEncoder | None = None
+        self._bare: tuple[FrozenEncoder, Path | None] | None = None  # the encoder before its statistics
 
     def build_model(self, cfg: Config, vocab: Vocab):
         """The shared backbone wrapped with the z input and the continuous head (none when continuous=false)."""
@@ -170,21 +172,47 @@ class CCDD(MDLM):
             self._encoder.to(device)
         return self._encoder
 
-    def _load_encoder(self) -> FrozenEncoder:
-        from mdm.data.datamodule import data_key
+    def extra_flops_per_token(self, counts) -> float:
+        """Per training token: one forward of the frozen encoder (nothing for an embedding lookup; the first
+        ``layer`` blocks of a hidden encoder) and its projection, less z_in's input gradient, which is
+        never computed (z needs none); docs/MATH.md, "Counting"."""
+        if not self.continuous:
+            return 0.0
+        from mdm.flops import forward_flops_per_token
 
-        c, cfg = self.ccfg, self.cfg
-        enc, run_dir = load_frozen_encoder(
-            c.encoder,
-            c.encoder_run,
-            c.encoder_layer,
-            c.encoder_input,
-            c.projection,
-            c.d_cont,
-            self.vocab,
-            cfg.model.seq_len,
-            data_key(cfg.data),
+        enc = self._encoder if self._encoder is not None else self._bare_encoder()[0]
+        spec = enc.spec
+        f = (
+            0.0
+            if spec.kind == "embedding"
+            else forward_flops_per_token(enc.network, counts.seq_len, spec.layer)
         )
+        z_in = (self.d_cont + LEVEL_FEATURES) * counts.d_model
+        return f + 2 * spec.width * spec.d_cont - 2 * z_in
+
+    def _bare_encoder(self) -> tuple[FrozenEncoder, Path | None]:
+        """The encoder run loaded and checked, without its statistics (cached: counting needs only this)."""
+        if self._bare is None:
+            from mdm.data.datamodule import data_key
+
+            c = self.ccfg
+            self._bare = load_frozen_encoder(
+                c.encoder,
+                c.encoder_run,
+                c.encoder_layer,
+                c.encoder_input,
+                c.projection,
+                c.d_cont,
+                self.vocab,
+                self.cfg.model.seq_len,
+                data_key(self.cfg.data),
+            )
+        return self._bare
+
+    def _load_encoder(self) -> FrozenEncoder:
+        c = self.ccfg
+        enc, run_dir = self._bare_encoder()
+        self._bare = None  # the statistics are set on this object: it is the encoder from now on
         path = default_stats_path(enc.spec, run_dir) if c.stats_file is None else Path(c.stats_file)
         if not path.is_file():
             if c.stats_file is not None:

@@ -391,6 +391,17 @@ class EdlmNCE(Objective):
     def energy(self, net) -> NceEnergy:
         return NceEnergy(self.base_objective, self.base_model, net)
 
+    # the pooled energy head runs once per sequence; the backbone's logits are computed, never trained through
+    count_options = {"per_sequence": ("head",), "unused_head": True}
+
+    def extra_flops_per_token(self, counts) -> float:
+        """Per training token: nu more forward+backward passes of the energy network (the negatives;
+        ``counts`` holds the positive's) and one forward of the frozen base (docs/MATH.md, "Counting")."""
+        from mdm.flops import forward_flops_per_token
+
+        base = forward_flops_per_token(self.base_model, counts.seq_len)
+        return self.num_noise * counts.flops_per_token + base
+
     def sequence_loss(self, model, batch, t, generator=None):
         x = batch["input_ids"]  # (B, L)
         valid = batch.get("attention_mask")

@@ -9,12 +9,15 @@ import sys
 import pytest
 import torch
 
+from mdm.data.datamodule import ensure_prepared
+from mdm.data.meta import load_meta
 from mdm.diffusion import build_objective
 from mdm.diffusion.encoders import EncoderError, load_statistics
 from mdm.loading import load_run
 from mdm.rundir import RunDir
 from mdm.sampling.base import get_sampler
-from mdm.train import prepare_run, train
+from mdm.train import train
+from mdm.vocab import Vocab
 
 from .conftest import REPO, tiny_cfg
 
@@ -33,7 +36,8 @@ def _ccdd_cfg(root, encoder_run, *overrides):
 
 
 def _objective(cfg):
-    vocab = prepare_run(cfg)["vocab"]
+    # the data's vocabulary only: prepare_run also counts FLOPs, which loads the encoder (and fails early)
+    vocab = Vocab.from_meta(load_meta(ensure_prepared(cfg.data)))
     return build_objective(cfg, vocab), vocab
 
 
