@@ -116,11 +116,15 @@ class RunDir:
         return read_jsonl(self.metrics)
 
 
-def git_sha() -> str | None:
+def git_sha(cwd: Path | None = None) -> str | None:
+    """HEAD's sha, with ``-dirty`` when tracked files differ from it (untracked files do not count)."""
+    cwd = Path(__file__).parent if cwd is None else cwd
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
-        )
-        return out.stdout.strip() or None
+        run = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True, timeout=5, cwd=cwd)  # noqa: E731
+        sha = run("rev-parse", "HEAD").stdout.strip()
+        if not sha:
+            return None
+        dirty = run("status", "--porcelain", "--untracked-files=no")
+        return f"{sha}-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else sha
     except (OSError, subprocess.SubprocessError):
         return None

@@ -242,8 +242,10 @@ def load_run_histories(
         frames.append(
             pd.DataFrame(
                 {
-                    "name": summary.get("name", rd.name),
-                    "family": summary.get("objective", DEFAULT_FAMILY),
+                    "name": summary.get(
+                        "run_name", summary.get("name", rd.name)
+                    ),  # mdm train writes run_name
+                    "family": summary.get("family", summary.get("objective", DEFAULT_FAMILY)),
                     "params": n,
                     "tokens": t,
                     "flops": fpt * t,
