@@ -181,11 +181,12 @@ def build_plan(spec: SweepSpec) -> Plan:
                 chosen = [order[i] for i in picked]
                 lo, hi = n_guess * 10**-iso.span_decades, n_guess * 10**iso.span_decades
                 got_lo, got_hi = params[chosen[0]], params[chosen[-1]]
-                if got_lo > lo * 10**0.15 or got_hi < hi * 10**-0.15:
+                short_small, short_large = got_lo > lo * 10**0.15, got_hi < hi * 10**-0.15
+                if short_small or short_large:
                     warnings.append(
                         f"{label} C={budget:.3g}: the candidates span {got_lo:,}..{got_hi:,} params, short of "
                         f"the window {lo:,.0f}..{hi:,.0f} around the guess N_opt={n_guess:,.0f} "
-                        f"(add shapes at the {'small' if got_lo > lo * 10**0.15 else 'large'} end)"
+                        f"(add shapes at the {'small' if short_small else 'large'} end)"
                     )
             kept = []
             for i in chosen:
@@ -296,7 +297,7 @@ def format_plan(plan: Plan) -> str:
             lines.append(f"isoFLOP {fam}: budgets {[f'{c:.3g}' for c in budgets]}; {where}{shapes}")
         band = f"; tokens/param band {iso.tokens_per_param}" if iso.tokens_per_param else ""
         lines.append(
-            f"candidates: {sizes}; min_steps {iso.min_steps}{band}; global batch fixed per sweep; "
+            f"candidates: {sizes}; min_steps {iso.min_steps}{band}; global batch fixed per family; "
             f"lr rule: {iso.lr_rule}"
         )
     if plan.runs:
