@@ -167,6 +167,9 @@ class DataConfig:
     dtype: str = "auto"  # shard dtype: auto (uint16 when the vocabulary fits) | uint16 | uint32
     on_bad_file: str = "skip"  # empty / non-UTF-8 input file: skip (warn, naming it) | error
     books_sources: str = "auto"  # books: auto (Debian packages when apt can fetch them) | pypi | all
+    # Data-constrained training: the training split's first ceil(U / block) blocks in stored order, cycled
+    # in a fresh seeded order per epoch (mdm/data/unique.py); 0 = the whole split. Validation: unchanged.
+    unique_tokens: int = 0
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     # Several sources sampled by weight (the other data fields apply to each); empty = just data.name.
@@ -296,6 +299,12 @@ def validate(cfg: Config) -> None:
     for key in positive:
         if _get(cfg, key) <= 0:
             raise ConfigError(f"{key} must be positive, got {_get(cfg, key)}")
+    if cfg.data.unique_tokens < 0:
+        raise ConfigError(
+            f"data.unique_tokens must be >= 0 (0 = the whole split), got {cfg.data.unique_tokens}"
+        )
+    if cfg.data.unique_tokens and cfg.data.mixture:
+        raise ConfigError("data.unique_tokens is not supported with data.mixture (set it to 0)")
     if not 0.0 <= cfg.objective.t_min < 1.0:
         raise ConfigError(f"objective.t_min must be in [0, 1), got {cfg.objective.t_min}")
 

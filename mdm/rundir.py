@@ -51,6 +51,8 @@ def run_name(cfg: Config) -> str:
             d["objective"].pop(sub, None)
     if not d["data"].get("mixture"):
         d["data"].pop("mixture", None)  # a single-source run keeps the name it had before mixtures
+    if not d["data"].get("unique_tokens"):
+        d["data"].pop("unique_tokens", None)  # the whole split: the name it had before data.unique_tokens
     for key in _NAME_EXCLUDED:
         node = d
         for k in key[:-1]:

@@ -21,6 +21,10 @@ exactly the blocks that one rank with batch ``W*B`` would. Evaluation loaders ar
 (rank ``r`` takes blocks ``r::W``; the last batch may be short); each ``iter()`` starts a fresh pass from
 the first block (even if the previous pass was stopped early), unless ``load_state_dict`` set a position.
 
+Data-constrained training (``unique_tokens = U > 0``, ``data.unique_tokens``; mdm/data/unique.py): a
+training loader keeps only the split's first ``ceil(U / C)`` blocks in stored order and cycles the epochs
+above over them (``num_blocks`` is then the subset's size); evaluation loaders ignore it.
+
 Position: the number of blocks this rank has consumed. ``state_dict()`` holds it (plus identity checks)
 as plain ints/strs; after ``load_state_dict`` the next ``iter()`` continues exactly there.
 """
@@ -39,6 +43,7 @@ from mdm.data.meta import DataError, DataMeta, load_meta
 from mdm.data.paths import cache_root, repo_root  # noqa: F401 (re-exported)
 from mdm.data.prepare import prepare
 from mdm.data.shards import open_split
+from mdm.data.unique import check_subset
 
 SPLIT_ALIASES = {"val": "validation", "valid": "validation", "eval": "validation"}
 STATE_VERSION = 1
@@ -136,6 +141,7 @@ def build_loader(
         train=train,
         wrap=data_cfg.wrap,
         add_bos=data_cfg.add_bos,
+        unique_tokens=getattr(data_cfg, "unique_tokens", 0) if train else 0,
     )
 
 
@@ -155,6 +161,7 @@ class BlockLoader:
         wrap: bool = True,
         add_bos: bool = False,
         verify: bool | None = None,
+        unique_tokens: int = 0,
     ):
         self.data_dir = Path(data_dir)
         self.meta: DataMeta = load_meta(self.data_dir)
@@ -179,6 +186,14 @@ class BlockLoader:
         else:
             self._starts, self._lengths = self._nowrap_rows(offsets)
             self.num_blocks = len(self._starts)
+        self.unique_tokens = int(unique_tokens)
+        if self.train and self.unique_tokens:  # the first ceil(U / C) blocks only (mdm/data/unique.py)
+            where = f"{self.data_dir} ({self.split!r})"
+            self.num_blocks = check_subset(
+                self.unique_tokens, self.content, self.num_blocks, len(self._tokens), where
+            )
+        elif self.unique_tokens < 0:
+            check_subset(self.unique_tokens, self.content, self.num_blocks, len(self._tokens), "")
         if self.train:
             self.blocks_per_epoch = self.num_blocks // self.world_size
         else:
