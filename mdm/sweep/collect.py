@@ -1,7 +1,8 @@
 """``results.csv``: one row per completed run, the input of ``python -m scaling fit``.
 
 Columns: ``name,family,params,tokens,flops,loss`` then ``params_total,params_non_embedding,
-val_ppl_bound,wall_s,budget,depth,d_model,steps,lr``. ``params`` is the non-embedding count by default
+val_ppl_bound,wall_s,budget,depth,d_model,steps,lr`` (+ ``unique_tokens,epochs`` when a run sets
+``data.unique_tokens``: the subset in training tokens and tokens / it). ``params`` is the non-embedding count by default
 (``--params total`` for Chinchilla's convention, ``--params compute`` for flops_per_token / 6, the size
 for which C = 6ND is exactly the FLOPs spent, which tiny models with a large head need); ``flops`` is the compute actually spent (steps are
 rounded up, so it is a little above the nominal isoFLOP ``budget``); ``loss`` is the validation loss in
@@ -28,6 +29,7 @@ COLUMNS = [
     "params_total", "params_non_embedding", "val_ppl_bound", "wall_s",
     "budget", "depth", "d_model", "steps", "lr",
 ]  # fmt: skip
+UNIQUE_COLUMNS = ["unique_tokens", "epochs"]  # appended when a run sets data.unique_tokens
 PARAM_CHOICES = {
     "non_embedding": "params_non_embedding",
     "total": "params_total",
@@ -88,11 +90,16 @@ def collect(
                 "d_model": s.get("d_model", run.d_model),
                 "steps": s["steps"],
                 "lr": run.lr,
+                # data-constrained runs (mdm/data/unique.py): the subset in training tokens, tokens / it
+                "unique_tokens": run.unique_tokens or "",
+                "epochs": s["tokens"] / run.unique_tokens if run.unique_tokens else "",
             }
         )
     if not rows:
         raise SweepError(f"no completed runs to collect in {plan.spec.runs_dir} ({len(states)} planned)")
+    constrained = any(r.unique_tokens for r in plan.runs)
     columns = [c for c in COLUMNS if c != "budget" or plan.spec.isoflop is not None]
+    columns += UNIQUE_COLUMNS if constrained else []
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
     w.writeheader()
@@ -119,6 +126,9 @@ def describe(plan: Plan, params: str, n_rows: int) -> dict[str, Any]:
         "tokens": "training tokens: steps * train.global_batch * model.seq_len",
         "loss": "validation loss in nats/token (EMA weights; a Monte Carlo estimate of the NLL bound for diffusion objectives, exact NLL for AR)",
         "budget": "nominal isoFLOP budget C of the sweep spec (runs of one budget share it)",
+        "unique_tokens": "data-constrained runs: the training subset (data.unique_tokens' first blocks) in "
+        "training tokens, rows x seq_len; empty = the whole split",
+        "epochs": "tokens / unique_tokens (passes over the subset)",
         "lr_rule": spec.isoflop.lr_rule if spec.isoflop else None,
         "sweep": spec.name,
         "spec": spec.path,

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from mdm.config import Config, ConfigError, load, to_yaml, validate
+from mdm.data.unique import subset_tokens
 from mdm.rundir import RunDir, run_name
-from mdm.sweep.spec import IsoFlopSpec, NoptGuess, SweepError, SweepSpec, parse_shape
+from mdm.sweep.spec import EPOCHS_AXIS, IsoFlopSpec, NoptGuess, SweepError, SweepSpec, parse_shape
 
 
 @dataclass
@@ -39,6 +40,12 @@ class PlannedRun:
     flops: float  # steps * tokens_per_step * flops_per_token (>= budget: steps are rounded up)
     lr: float
     flop_convention: str = ""
+    unique_tokens: int = 0  # data.unique_tokens' subset in training tokens (rows x seq_len); 0 = all
+
+    @property
+    def epochs(self) -> float | None:
+        """Passes over the unique subset (tokens / unique_tokens); None on the whole split."""
+        return self.tokens / self.unique_tokens if self.unique_tokens else None
 
     @property
     def run_dir(self) -> RunDir:
@@ -148,9 +155,12 @@ def build_plan(spec: SweepSpec) -> Plan:
     warnings: list[str] = []
     for combo in itertools.product(*[v for _, v in axes]):
         values = {k: v for (k, _), v in zip(axes, combo)}
-        axis_over = [f"{k}={fmt_value(v)}" for k, v in values.items()]
+        axis_over = [f"{k}={fmt_value(v)}" for k, v in values.items() if k != EPOCHS_AXIS]
         label = " ".join(f"{k}={v}" for k, v in values.items()) or "(base)"
         base = _load(spec, axis_over + common, label)
+        if EPOCHS_AXIS in values:  # train.tokens = epochs x the unique subset (spec.py)
+            axis_over += epochs_overrides(base, values[EPOCHS_AXIS], f"{spec.path}: run {label}")
+            base = _load(spec, axis_over + common, label)
         fam_over = (
             iso.families[base.objective.name].overrides if iso and base.objective.name in iso.families else []
         )
@@ -217,6 +227,12 @@ def build_plan(spec: SweepSpec) -> Plan:
                     f"optimizer steps; the smallest usable budget is {need:.3g} FLOPs (or lower min_steps / "
                     f"train.global_batch)"
                 )
+    for r in runs:
+        if r.epochs is not None and r.epochs < 1:
+            warnings.append(
+                f"{r.name}: {r.tokens:,} tokens < its {r.unique_tokens:,} unique tokens ({r.epochs:.2g} epochs): "
+                f"part of the subset is never seen"
+            )
     seen: dict[str, PlannedRun] = {}
     for r in runs:
         if r.name in seen:
@@ -226,6 +242,14 @@ def build_plan(spec: SweepSpec) -> Plan:
             )
         seen[r.name] = r
     return Plan(spec=spec, runs=runs, dropped=dropped, warnings=warnings)
+
+
+def epochs_overrides(cfg: Config, epochs: float, where: str) -> list[str]:
+    """``train.tokens = round(epochs x U)`` (U = the unique subset in training tokens) as overrides."""
+    unique = subset_tokens(cfg.data.unique_tokens, cfg.model.seq_len, cfg.data.add_bos)
+    if not unique:
+        raise SweepError(f"{where}: axes.epochs needs data.unique_tokens > 0 (in base.overrides or axes)")
+    return ["train.max_steps=null", "train.flops=null", f"train.tokens={round(epochs * unique)}"]
 
 
 def nopt_guess(g: NoptGuess, budget: float) -> float:
@@ -271,6 +295,7 @@ def _planned(spec, cfg, over, values, budget, index, what, prepare_run) -> Plann
         flops=derived.total_flops,
         lr=cfg.optim.lr,
         flop_convention=counts.as_dict()["flop_convention"],
+        unique_tokens=subset_tokens(cfg.data.unique_tokens, cfg.model.seq_len, cfg.data.add_bos),
     )
 
 
@@ -304,10 +329,13 @@ def format_plan(plan: Plan) -> str:
         precisions = sorted({r.cfg.train.precision for r in plan.runs})
         lines.append(f"FLOPs: {plan.runs[0].flop_convention}; params = non-embedding (total in brackets)")
         lines.append(f"precision: {', '.join(precisions)}")
+    unique = any(r.unique_tokens for r in plan.runs)  # data-constrained: U and epochs columns
+    if unique:
+        lines.append("unique data: U = data.unique_tokens' subset (rows x seq_len); epochs = tokens / U")
     head = (
         f"{'#':>3} {'name':<40} {'family':<7} {'shape':>7} {'params':>22} {'C':>9} {'flops':>9} "
         f"{'tokens':>11} {'tok/param':>9} {'steps':>6} {'lr':>8}"
-    )
+    ) + (f" {'U':>11} {'epochs':>7}" if unique else "")
     lines += [head, "-" * len(head)]
     for r in plan.runs:
         params = f"{r.params_non_embedding:,} [{r.params_total:,}]"
@@ -316,6 +344,11 @@ def format_plan(plan: Plan) -> str:
         lines.append(
             f"{r.index:>3} {r.name:<40} {r.family:<7} {shape:>7} {params:>22} {c:>9} {r.flops:>9.3g} "
             f"{r.tokens:>11,} {r.tokens_per_param:>9.2f} {r.steps:>6} {r.lr:>8.2g}"
+            + (
+                f" {f'{r.unique_tokens:,}' if r.epochs else '-':>11} {f'{r.epochs:.3g}' if r.epochs else '-':>7}"
+                if unique
+                else ""
+            )
         )
     if plan.runs:
         flops = sum(r.flops for r in plan.runs)

@@ -24,6 +24,17 @@ Learning rate: ``constant`` keeps ``optim.lr`` for every size; ``inv_width`` use
 A (budget, size) pair giving fewer than ``min_steps`` steps is dropped from the plan (and listed);
 a budget too small for even the smallest model is an error.
 
+Data-constrained sweeps (mdm/data/unique.py): ``data.unique_tokens`` is an axis like any config key,
+with the isoFLOP plan (epochs then follow from each run's tokens) or with fixed sizes; without an
+isoFLOP plan the axis ``epochs`` (not a config key) sets each run's length to ``train.tokens = epochs x
+U``, U = the subset's size in training tokens (rows x seq_len), steps rounded up::
+
+    axes:
+      objective.name: [mdlm, ar]
+      model.depth: [2]
+      data.unique_tokens: [32768, 131072]
+      epochs: [1, 4, 16, 64]
+
 Sizes placed per budget (Chinchilla's and SMDM's design: each budget gets its own range of sizes, so
 that its minimum is interior and tokens/parameter stays in a sane band). Instead of every budget x
 every size, give candidate shapes and a stated guess of the compute-optimal size::
@@ -265,6 +276,8 @@ def check_key(key: str, where: str) -> None:
         raise SweepError(f"{where}: {key!r} is not a config key{hint}")
 
 
+# Not a config key: passes over data.unique_tokens; the plan turns it into train.tokens = epochs x U.
+EPOCHS_AXIS = "epochs"
 # Keys the isoFLOP plan sets itself.
 ISOFLOP_KEYS = ("model.depth", "model.d_model", "train.flops", "train.tokens", "train.max_steps")
 
@@ -274,11 +287,13 @@ def check_spec(spec: SweepSpec) -> None:
     if not spec.name or spec.name == "???" or not all(c.isalnum() or c in "-_." for c in spec.name):
         raise SweepError(f"{where}: name must be set to letters, digits, '-', '_' or '.' (got {spec.name!r})")
     for key, values in spec.axes.items():
-        check_key(key, f"{where}: axes")
+        if key != EPOCHS_AXIS:
+            check_key(key, f"{where}: axes")
         if not isinstance(values, list) or not values:
             raise SweepError(f"{where}: axes.{key} must be a non-empty list of values (got {values!r})")
         if len({repr(v) for v in values}) != len(values):
             raise SweepError(f"{where}: axes.{key} has repeated values: {values}")
+    _check_epochs_axis(spec, where)
     iso = spec.isoflop
     if iso is not None:
         clash = [k for k in spec.axes if k in ISOFLOP_KEYS]
@@ -310,6 +325,23 @@ def check_spec(spec: SweepSpec) -> None:
         raise SweepError(f"{where}: local.max_parallel must be >= 1")
     if spec.slurm.signal_seconds < 1:
         raise SweepError(f"{where}: slurm.signal_seconds must be >= 1")
+
+
+def _check_epochs_axis(spec: SweepSpec, where: str) -> None:
+    """``axes.epochs``: passes over each run's unique subset; the run's length is then set by it."""
+    if EPOCHS_AXIS not in spec.axes:
+        return
+    values = spec.axes[EPOCHS_AXIS]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values):
+        raise SweepError(f"{where}: axes.epochs must be positive numbers (got {values})")
+    if spec.isoflop is not None:
+        raise SweepError(
+            f"{where}: axes.epochs sets each run's length, and so does the isoflop plan: give one of them "
+            f"(with isoflop, epochs follow from the budget and data.unique_tokens)"
+        )
+    clash = [k for k in ("train.tokens", "train.max_steps", "train.flops") if k in spec.axes]
+    if clash:
+        raise SweepError(f"{where}: axes.epochs sets train.tokens; remove {clash} from axes")
 
 
 def _check_isoflop(spec: SweepSpec, iso: IsoFlopSpec, where: str) -> None:
