@@ -18,20 +18,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from mdm.preempt import PREEMPTED_EXIT
+from mdm.errors import PREEMPTED_EXIT
 from mdm.sweep.launch import select_runs, write_config
 from mdm.sweep.plan import Plan, PlannedRun
+from mdm.sweep.queue import job_name, queue_states, slurm_dir  # noqa: F401  (queue_states re-exported)
 from mdm.sweep.spec import SlurmSpec, SweepError
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "slurm" / "array.sbatch"
-
-
-def slurm_dir(plan: Plan) -> Path:
-    return plan.sweep_dir / "slurm"
-
-
-def job_name(plan: Plan) -> str:
-    return f"mdm-{plan.spec.name}"
 
 
 def render(
@@ -139,31 +132,3 @@ def submit(
         f.write(json.dumps(record) + "\n")
     out(f"[sweep] submitted job array {job_id} ({len(sel.todo)} tasks); logs in {sdir / 'logs'}")
     return job_id
-
-
-def queue_states(plan: Plan) -> dict[str, str]:
-    """run name -> Slurm state (PENDING, RUNNING, ...) for this sweep's tasks still in the queue."""
-    subs = slurm_dir(plan) / "submissions.jsonl"
-    if not subs.exists() or shutil.which("squeue") is None:
-        return {}
-    tasks: dict[tuple[str, int], str] = {}
-    for line in subs.read_text().splitlines():
-        if line.strip():
-            rec = json.loads(line)
-            for i, name in enumerate(rec["tasks"]):
-                tasks[(rec["job_id"], i)] = name
-    try:
-        proc = subprocess.run(
-            ["squeue", "-h", "-r", f"--name={job_name(plan)}", "-o", "%i|%T"],
-            capture_output=True, text=True, timeout=30,
-        )  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    if proc.returncode != 0:
-        return {}
-    states: dict[str, str] = {}
-    for line in proc.stdout.splitlines():
-        m = re.fullmatch(r"(\d+)_(\d+)\|(\w+)", line.strip())
-        if m and (m[1], int(m[2])) in tasks:
-            states[tasks[(m[1], int(m[2]))]] = m[3]
-    return states

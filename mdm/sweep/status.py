@@ -18,6 +18,7 @@ from typing import Any
 
 from mdm.lock import lock_held as run_dir_locked
 from mdm.sweep.plan import Plan, PlannedRun
+from mdm.sweep.queue import queue_states
 
 ACTIVE = ("queued", "running")
 
@@ -105,8 +106,6 @@ def run_state(plan: Plan, run: PlannedRun, queue: dict[str, str] | None = None) 
 
 
 def sweep_states(plan: Plan) -> list[RunState]:
-    from mdm.sweep.slurm import queue_states
-
     queue = queue_states(plan)
     return [run_state(plan, r, queue) for r in plan.runs]
 
