@@ -215,7 +215,8 @@ class TrainConfig:
     log_every: int = 1
     runs_dir: str = "runs"
     run_name: str | None = None  # None -> derived from the config
-    compile: bool = False
+    compile: bool = False  # torch.compile the network (inductor; CPU needs a C compiler)
+    activation_checkpointing: bool = False  # recompute each block's activations in backward (less memory)
     threads: int | None = None  # torch CPU threads; None -> torch default
     preempt_grace_s: float = 300.0  # a signal waits this long for the step in progress (then exit 75)
     force_limits: bool = False  # skip the start-up memory / step-time / table-size checks (mdm/limits.py)

@@ -15,9 +15,11 @@ import numpy as np
 import torch
 
 from mdm.config import Config, to_dict
+from mdm.data.reshard import reshard_state
 from mdm.derived import Derived, lr_factor
 from mdm.diffusion import Objective, build_objective
-from mdm.models.backbone import Transformer
+from mdm.diffusion.noise import KeyedNoise, global_indices, step_generator
+from mdm.models.backbone import Transformer, set_activation_checkpointing
 from mdm.models.ema import EMA
 from mdm.optim import build_optimizer
 from mdm.pl import pl  # Lightning without its optional heavy imports (mdm/pl.py)
@@ -58,6 +60,10 @@ class LitDiffusion(pl.LightningModule):
         self.objective = objective or build_objective(cfg, vocab)
         self.model = build_model(cfg, self.objective, vocab)
         self.ema = EMA(self.model, cfg.optim.ema) if cfg.optim.ema > 0 else None
+        if cfg.train.activation_checkpointing:
+            set_activation_checkpointing(self.model)
+        if cfg.train.compile:  # in place: parameter names (and so checkpoints) stay those of eager
+            self.model.compile()
         self.automatic_optimization = False
         self.data_state: dict | None = None  # position of the train loader after the last consumed batch
         self._pending_rng: dict | None = None
@@ -71,8 +77,10 @@ class LitDiffusion(pl.LightningModule):
 
     # ---- data: built here because the rank is known only once the strategy is set up ------------------
     def train_dataloader(self):
-        loader = self.loader_factory("train", self.global_rank, self.trainer.world_size)
-        loader.load_state_dict(self.data_state)  # None on a fresh run; the saved position on resume
+        rank, world = self.global_rank, self.trainer.world_size
+        loader = self.loader_factory("train", rank, world)
+        # None on a fresh run; on resume rank 0's saved position, re-sharded for this rank and world size
+        loader.load_state_dict(reshard_state(self.data_state, rank, world))
         return loader
 
     def val_dataloader(self):
@@ -96,8 +104,12 @@ class LitDiffusion(pl.LightningModule):
         opt, sched = self.optimizers(), self.lr_schedulers()
         world, rank = self.trainer.world_size, self.global_rank
         B = x.shape[0]
-        # Times for the whole global batch at once (stratified), this rank's slice.
-        t_all = self.objective.sample_times(B, x.device, offset=rank * B, total=B * world)
+        # The step's noise is keyed by (seed, step, global sequence index), never by this process's RNG
+        # (mdm/diffusion/noise.py): times for the whole global batch at once (stratified), this rank's
+        # rows; every other draw from the sequence's own stream.
+        t_all, seq_noise = training_noise(
+            self.objective, self.cfg.train.seed, self.global_step, B, rank, world, x.device
+        )
         count = self.objective.scored_tokens(batch)
         global_count = self.all_gather(count).sum() if world > 1 else count
         total = torch.zeros((), device=x.device)
@@ -105,7 +117,7 @@ class LitDiffusion(pl.LightningModule):
         m = self.derived.micro_batch
         for i in range(0, B, m):
             micro = {k: v[i : i + m] for k, v in batch.items()}
-            out = self.objective.loss(self.model, micro, t_all[i : i + m])
+            out = self.objective.loss(self.model, micro, t_all[i : i + m], seq_noise[i : i + m])
             self.manual_backward(out.sum * world / global_count)
             total += out.sum.detach()
             for k, v in out.metrics.items():
@@ -205,6 +217,20 @@ class LitDiffusion(pl.LightningModule):
 
     def wall_seconds(self) -> float:
         return self.wall_offset + (time.perf_counter() - getattr(self, "_t0", time.perf_counter()))
+
+
+def training_noise(
+    objective: Objective, seed: int, step: int, n: int, rank: int, world: int, device
+) -> tuple[torch.Tensor, KeyedNoise]:
+    """This rank's ``n`` sequences' times (n,) and per-sequence noise at optimizer step ``step``.
+
+    Global index of row j on rank r: j * world + r (the loader's sharding); the global batch's times
+    come from one generator keyed by (seed, step), so a rank's rows are exactly one process's rows.
+    """
+    idx = global_indices(n, rank, world)
+    t_global = objective.sample_times(n * world, device, generator=step_generator(seed, step, device))
+    t = t_global[torch.tensor(idx, device=device)]
+    return t, KeyedNoise(seed, step, idx, device)
 
 
 def _rng_state() -> dict:

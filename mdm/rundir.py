@@ -36,7 +36,12 @@ _NAME_EXCLUDED = {
     ("data", "prepare"),
     ("train", "preempt_grace_s"),
     ("train", "force_limits"),
+    ("train", "activation_checkpointing"),  # recomputes activations: same gradients, less memory
 }
+# Keys hashed at a fixed value: how a run is spread over devices does not change what it trains (the
+# global batch, the noise keyed by global sequence index, losses over global counts), so a run resumed on
+# another number of devices or nodes, or under another strategy, finds its directory.
+_NAME_NEUTRAL = {("train", "devices"): 1, ("train", "num_nodes"): 1, ("train", "strategy"): "auto"}
 
 
 def run_name(cfg: Config) -> str:
@@ -53,6 +58,8 @@ def run_name(cfg: Config) -> str:
         d["data"].pop("mixture", None)  # a single-source run keeps the name it had before mixtures
     if not d["data"].get("unique_tokens"):
         d["data"].pop("unique_tokens", None)  # the whole split: the name it had before data.unique_tokens
+    for (section, k), value in _NAME_NEUTRAL.items():
+        d[section][k] = value
     for key in _NAME_EXCLUDED:
         node = d
         for k in key[:-1]:

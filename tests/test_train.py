@@ -197,8 +197,8 @@ def test_objective_metrics_reach_metrics_jsonl(tmp_path, monkeypatch):
 
     orig = MDLM.loss
 
-    def with_metric(self, model, batch, t=None):
-        out = orig(self, model, batch, t)
+    def with_metric(self, model, batch, t=None, generator=None):
+        out = orig(self, model, batch, t, generator)
         return LossOut(out.sum, out.count, {"twice": 2 * out.sum.detach()})
 
     monkeypatch.setattr(MDLM, "loss", with_metric)

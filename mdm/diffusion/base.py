@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from mdm.config import Config
+from mdm.diffusion import noise
 from mdm.diffusion.schedules import Schedule, build_schedule
 from mdm.flops import Counts, count
 from mdm.vocab import Vocab
@@ -109,14 +110,14 @@ class Objective:
         x: torch.Tensor,
         t: torch.Tensor,
         valid: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
+        generator: noise.Noise = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Absorbing forward process q(z_t | x): mask each token with probability 1 - alpha_t.
 
         x: (B, L); t: (B,). Returns (z_t (B, L), masked (B, L) bool). Padding (valid=False) is never masked.
         """
         move = (1 - self.schedule.alpha(t))[:, None]  # (B, 1)
-        masked = torch.rand(x.shape, device=x.device, generator=generator) < move
+        masked = noise.rand(x.shape, generator, device=x.device) < move
         if valid is not None:
             masked &= valid
         return torch.where(masked, torch.full_like(x, self.vocab.mask_id), x), masked
@@ -176,14 +177,21 @@ class Objective:
         """One Monte Carlo estimate per sequence of its negative log-likelihood bound, in nats: (B,)."""
         raise NotImplementedError
 
-    def loss(self, model, batch: dict[str, torch.Tensor], t: torch.Tensor | None = None) -> LossOut:
+    def loss(
+        self,
+        model,
+        batch: dict[str, torch.Tensor],
+        t: torch.Tensor | None = None,
+        generator: noise.Noise = None,
+    ) -> LossOut:
         """Training loss over a (micro-)batch: summed per-sequence bounds and the token count.
 
         ``t`` (B,) are the sequences' times; the training module draws them for the whole global batch
-        at once (stratified) and slices them per micro-batch. Drawn here when not given.
+        at once (stratified) and slices them per micro-batch. Drawn here when not given. ``generator``:
+        the sequences' noise (the training module passes their :class:`~mdm.diffusion.noise.KeyedNoise`).
         """
         x = batch["input_ids"]
         if t is None:
             t = self.sample_times(x.shape[0], x.device)
-        per_seq = self.sequence_loss(model, batch, t)
+        per_seq = self.sequence_loss(model, batch, t, generator)
         return LossOut(sum=per_seq.sum(), count=self.scored_tokens(batch))

@@ -45,6 +45,7 @@ from pathlib import Path
 import torch
 
 from mdm.config import Config, ConfigError
+from mdm.diffusion import noise
 from mdm.diffusion.base import LossOut
 from mdm.diffusion.encoders import (
     FrozenEncoder,
@@ -154,12 +155,12 @@ class CCDD(MDLM):
         """s (B,) for training: the link rule, then s = 1 for a ``cont_drop`` fraction of sequences."""
         c = self.ccfg
         if c.time_link == "independent":
-            u = torch.rand(t.shape, device=t.device, generator=generator)
+            u = noise.rand(t.shape, generator, device=t.device)
             s = self.ocfg.t_min + (1 - self.ocfg.t_min) * u
         else:
             s = self.link(t)
         if c.cont_drop > 0:
-            drop = torch.rand(t.shape, device=t.device, generator=generator) < c.cont_drop
+            drop = noise.rand(t.shape, generator, device=t.device) < c.cont_drop
             s = torch.where(drop, torch.ones_like(s), s)
         return s.float()
 
@@ -286,7 +287,7 @@ class CCDD(MDLM):
         valid = batch.get("attention_mask")
         z_tok, masked = self.mask_tokens(x, t, valid, generator)  # (B, L)
         s = torch.ones_like(t) if blind else self.continuous_times(t, generator)  # (B,)
-        eps = torch.randn(*x.shape, self.d_cont, device=x.device, generator=generator)  # (B, L, d)
+        eps = noise.randn((*x.shape, self.d_cont), generator, device=x.device)  # (B, L, d)
         if blind:
             z0, zs = None, eps
         else:
@@ -316,7 +317,7 @@ class CCDD(MDLM):
         """
         if not self.continuous:
             return super().denoiser_log_probs(model, z, t, **kw)
-        eps = torch.randn(*z.shape, self.d_cont, device=z.device, generator=generator)  # (B, L, d)
+        eps = noise.randn((*z.shape, self.d_cont), generator, device=z.device)  # (B, L, d)
         level = torch.ones(z.shape[0], device=z.device)
 
         def blind(x, sigma, **k):
@@ -330,16 +331,16 @@ class CCDD(MDLM):
             return super().sequence_loss(model, batch, t, generator)
         return self.terms(model, batch, t, generator, blind=self.ccfg.bound == "z_blind")[0]
 
-    def loss(self, model, batch, t=None) -> LossOut:
+    def loss(self, model, batch, t=None, generator=None) -> LossOut:
         """sum = discrete term + lambda_c * MSE (summed over sequences); metrics hold the two terms' sums."""
         x = batch["input_ids"]
         if t is None:
             t = self.sample_times(x.shape[0], x.device)
         count = self.scored_tokens(batch)
         if not self.continuous:
-            disc = super().sequence_loss(model, batch, t).sum()
+            disc = super().sequence_loss(model, batch, t, generator).sum()
             return LossOut(sum=disc, count=count, metrics={"loss_discrete": disc.detach()})
-        disc, mse, n = self.terms(model, batch, t)
+        disc, mse, n = self.terms(model, batch, t, generator)
         total = disc.sum() + self.ccfg.lambda_cont * mse.sum()
         metrics = {
             "loss_discrete": disc.sum().detach(),

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from mdm.config import Config, ConfigError, EdlmConfig
+from mdm.diffusion import noise
 from mdm.diffusion.base import Objective
 from mdm.diffusion.registry import register_objective
 from mdm.vocab import Vocab
@@ -87,9 +88,7 @@ def sample_from_log_probs(
     """
     p = logp.double().exp()  # (N, L, V)
     cdf = p.cumsum(-1)  # (N, L, V)
-    u = torch.rand(
-        p.shape[:-1] + (k,), dtype=torch.float64, device=p.device, generator=generator
-    )  # (N, L, k)
+    u = noise.rand(p.shape[:-1] + (k,), generator, device=p.device, dtype=torch.float64)  # (N, L, k)
     idx = torch.searchsorted(cdf, u * cdf[..., -1:], right=True).clamp_(max=p.shape[-1] - 1)  # (N, L, k)
     return idx.transpose(1, 2).contiguous()  # (N, k, L)
 

@@ -20,6 +20,7 @@ import math
 
 import torch
 
+from mdm.diffusion import noise
 from mdm.diffusion.registry import lookup
 
 GRAPHS: dict[str, type] = {}
@@ -151,7 +152,7 @@ class Absorbing(Graph):
 
     def sample_forward(self, x0, sigma_bar, valid=None, generator=None):
         move = -torch.expm1(-sigma_bar.double())[:, None]  # (B, 1) = 1 - alpha_t
-        masked = torch.rand(x0.shape, dtype=torch.float64, device=x0.device, generator=generator) < move
+        masked = noise.rand(x0.shape, generator, device=x0.device, dtype=torch.float64) < move
         if valid is not None:
             masked &= valid
         return torch.where(masked, torch.full_like(x0, self.mask), x0)
@@ -207,10 +208,10 @@ class Uniform(Graph):
     def sample_forward(self, x0, sigma_bar, valid=None, generator=None):
         # with prob 1 - beta the token is redrawn uniformly (possibly to itself): exactly p_{t|0}
         move = -torch.expm1(-sigma_bar.double())[:, None]
-        redraw = torch.rand(x0.shape, dtype=torch.float64, device=x0.device, generator=generator) < move
+        redraw = noise.rand(x0.shape, generator, device=x0.device, dtype=torch.float64) < move
         if valid is not None:
             redraw &= valid
-        fresh = torch.randint(0, self.N, x0.shape, device=x0.device, generator=generator)
+        fresh = noise.randint(0, self.N, x0.shape, generator, device=x0.device)
         return torch.where(redraw, fresh, x0)
 
     def sample_prior(self, shape, device, generator=None):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import torch
 
 from mdm.config import ConfigError
+from mdm.diffusion import noise
 from mdm.diffusion.base import Objective
 from mdm.diffusion.registry import register_objective
 
@@ -79,13 +80,13 @@ class RADD(Objective):
         if self.loss_name == "t_dce":
             return self.mask_tokens(x, t, valid, generator)
         if self.loss_name == "lambda_dce":
-            masked = torch.rand(x.shape, device=x.device, generator=generator) < t[:, None]
+            masked = noise.rand(x.shape, generator, device=x.device) < t[:, None]
         else:  # any_order: exactly k uniformly chosen valid positions
             n_valid = x.new_full((x.shape[0],), x.shape[1]) if valid is None else valid.sum(-1)  # (B,)
             t_min = self.ocfg.t_min
             u = ((t.double() - t_min) / (1 - t_min)).clamp(0.0, 1.0)
             k = torch.ceil(u * n_valid).long().clamp(min=1)  # (B,) uniform on {1..L} when u ~ U(0, 1]
-            keys = torch.rand(x.shape, device=x.device, generator=generator)
+            keys = noise.rand(x.shape, generator, device=x.device)
             if valid is not None:
                 keys = keys.masked_fill(~valid, 2.0)  # padding sorts last: never chosen
             rank = keys.argsort(-1).argsort(-1)  # (B, L) rank of each position in a random order

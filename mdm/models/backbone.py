@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from mdm.config import ModelConfig
 from mdm.models.attention import SelfAttention
@@ -91,6 +92,7 @@ class Transformer(nn.Module):
         self.norm_f = nn.LayerNorm(D, eps=cfg.norm_eps, bias=False)
         self.ada_f = AdaLN(cfg.cond_dim, D, 2) if time_conditioning else None
         self.head = nn.Linear(D, vocab_size, bias=False)
+        self.activation_checkpointing = False  # set_activation_checkpointing; not a weight
         self.reset_parameters()
         if cfg.tie_embeddings:
             self.head.weight = self.embed.weight
@@ -129,11 +131,24 @@ class Transformer(nn.Module):
         if extra is not None:
             h = h + extra
         c = self.time_embed(sigma) if self.time_embed is not None else None  # (B, C)
+        recompute = self.activation_checkpointing and torch.is_grad_enabled()
         for block in self.blocks:
-            h = block(h, c, key_mask)
+            if recompute:  # keep only the block's inputs; backward re-runs it (same RNG: same dropout)
+                h = checkpoint(block, h, c, key_mask, use_reentrant=False)
+            else:
+                h = block(h, c, key_mask)
         h = self.norm_f(h)
         if self.ada_f is not None:
             shift, scale = self.ada_f(c)
             h = modulate(h, shift, scale)
         logits = self.head(h)  # (B, L, V)
         return (logits, h) if return_hidden else logits
+
+
+def set_activation_checkpointing(net: nn.Module, on: bool = True) -> int:
+    """Switch activation checkpointing (per block) on every :class:`Transformer` inside ``net`` (a
+    backbone or a network wrapping one); returns how many were switched. Gradients are unchanged."""
+    found = [m for m in net.modules() if isinstance(m, Transformer)]
+    for m in found:
+        m.activation_checkpointing = bool(on)
+    return len(found)

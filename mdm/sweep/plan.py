@@ -9,7 +9,6 @@ i.e. exactly what ``mdm train`` will use.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import math
 from dataclasses import dataclass, field
@@ -148,13 +147,11 @@ def build_plan(spec: SweepSpec) -> Plan:
 
     runs_dir = spec.runs_dir.resolve()
     common = [f"train.runs_dir={fmt_value(str(runs_dir))}", "logging.progress_bar=false"]
-    axes = list(spec.axes.items())
     iso = spec.isoflop
     runs: list[PlannedRun] = []
     dropped: list[str] = []
     warnings: list[str] = []
-    for combo in itertools.product(*[v for _, v in axes]):
-        values = {k: v for (k, _), v in zip(axes, combo)}
+    for values in spec.combos():  # the product of axes (per entry of spec.grids)
         axis_over = [f"{k}={fmt_value(v)}" for k, v in values.items() if k != EPOCHS_AXIS]
         label = " ".join(f"{k}={v}" for k, v in values.items()) or "(base)"
         base = _load(spec, axis_over + common, label)

@@ -35,6 +35,15 @@ U``, U = the subset's size in training tokens (rows x seq_len), steps rounded up
       data.unique_tokens: [32768, 131072]
       epochs: [1, 4, 16, 64]
 
+``grids`` (a list of maps like ``axes``) makes a run set that is not one product: the runs are the union,
+over its entries, of the product of ``axes`` and the entry (a key may not be in both), e.g. a single-epoch
+ladder beside repeated subsets, with each family's own batch::
+
+    axes: {model.depth: [2]}
+    grids:
+      - {objective.name: [mdlm], data.unique_tokens: [65536, 262144, 1048576], epochs: [1]}
+      - {objective.name: [mdlm], data.unique_tokens: [65536], epochs: [4, 16, 64]}
+
 Sizes placed per budget (Chinchilla's and SMDM's design: each budget gets its own range of sizes, so
 that its minimum is interior and tokens/parameter stays in a sane band). Instead of every budget x
 every size, give candidate shapes and a stated guess of the compute-optimal size::
@@ -61,12 +70,13 @@ prints what differs). A mixed precision axis is refused: one precision per sweep
 from __future__ import annotations
 
 import difflib
+import itertools
 import os
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mdm.config import Config
@@ -174,6 +184,8 @@ class SweepSpec:
     out_dir: str | None = None  # None -> runs/sweeps/<name>
     base: BaseSpec = field(default_factory=BaseSpec)
     axes: dict[str, Any] = field(default_factory=dict)  # config key -> list of values
+    # sub-grids: the runs are the union over entries of the product of axes and the entry's own axes
+    grids: list[dict[str, Any]] = field(default_factory=list)
     isoflop: IsoFlopSpec | None = None
     slurm: SlurmSpec = field(default_factory=SlurmSpec)
     local: LocalSpec = field(default_factory=LocalSpec)
@@ -183,6 +195,14 @@ class SweepSpec:
     @property
     def sweep_dir(self) -> Path:
         return Path(self.out_dir) if self.out_dir else Path("runs") / "sweeps" / self.name
+
+    def combos(self) -> list[dict[str, Any]]:
+        """Every run's axis values, in order: the product of ``axes`` (with each of ``grids`` in turn)."""
+        out = []
+        for g in self.grids or [{}]:
+            axes = {**self.axes, **g}
+            out += [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
+        return out
 
     @property
     def runs_dir(self) -> Path:
@@ -209,6 +229,7 @@ def load_spec(path: str | os.PathLike) -> SweepSpec:
         raise SweepError(f"{p}: 'path' is set by mdm, not a spec key")
     # isoflop.families is a free-keyed map of typed entries: struct mode would refuse its keys, so its
     # entries are checked one by one against FamilyPlan
+    grids = raw.pop("grids") if "grids" in raw else None  # free-keyed maps, checked in check_spec
     families = None
     if isinstance(raw.get("isoflop"), DictConfig) and "families" in raw.isoflop:
         families = raw.isoflop.pop("families")
@@ -224,6 +245,11 @@ def load_spec(path: str | os.PathLike) -> SweepSpec:
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or "?"
         raise SweepError(f"{p}: bad key {key!r}: {str(e).splitlines()[0]}") from e
+    if grids is not None:
+        grids = OmegaConf.to_container(grids) if isinstance(grids, (DictConfig, ListConfig)) else grids
+        if not isinstance(grids, list) or not all(isinstance(g, dict) and g for g in grids):
+            raise SweepError(f"{p}: grids must be a list of non-empty maps of config key -> list of values")
+        spec.grids = grids
     spec.path = str(p)
     spec.base.files = [str(_resolve(f, p, "base.files")) for f in spec.base.files]
     if spec.slurm.template:
@@ -286,17 +312,23 @@ def check_spec(spec: SweepSpec) -> None:
     where = spec.path or "sweep spec"
     if not spec.name or spec.name == "???" or not all(c.isalnum() or c in "-_." for c in spec.name):
         raise SweepError(f"{where}: name must be set to letters, digits, '-', '_' or '.' (got {spec.name!r})")
-    for key, values in spec.axes.items():
-        if key != EPOCHS_AXIS:
-            check_key(key, f"{where}: axes")
-        if not isinstance(values, list) or not values:
-            raise SweepError(f"{where}: axes.{key} must be a non-empty list of values (got {values!r})")
-        if len({repr(v) for v in values}) != len(values):
-            raise SweepError(f"{where}: axes.{key} has repeated values: {values}")
-    _check_epochs_axis(spec, where)
+    for i, g in enumerate(spec.grids):
+        both = [k for k in g if k in spec.axes]
+        if both:
+            raise SweepError(f"{where}: grids[{i}] repeats {both} of axes; give each key in one place")
+    for name, axes in [("axes", spec.axes)] + [(f"grids[{i}]", g) for i, g in enumerate(spec.grids)]:
+        for key, values in axes.items():
+            if key != EPOCHS_AXIS:
+                check_key(key, f"{where}: {name}")
+            if not isinstance(values, list) or not values:
+                raise SweepError(f"{where}: {name}.{key} must be a non-empty list of values (got {values!r})")
+            if len({repr(v) for v in values}) != len(values):
+                raise SweepError(f"{where}: {name}.{key} has repeated values: {values}")
+    for g in spec.grids or [{}]:
+        _check_epochs_axis(spec, {**spec.axes, **g}, where)
     iso = spec.isoflop
     if iso is not None:
-        clash = [k for k in spec.axes if k in ISOFLOP_KEYS]
+        clash = [k for g in [spec.axes, *spec.grids] for k in g if k in ISOFLOP_KEYS]
         if clash:
             raise SweepError(f"{where}: axes {clash} are set by the isoflop plan; remove them from axes")
         _check_isoflop(spec, iso, where)
@@ -327,11 +359,11 @@ def check_spec(spec: SweepSpec) -> None:
         raise SweepError(f"{where}: slurm.signal_seconds must be >= 1")
 
 
-def _check_epochs_axis(spec: SweepSpec, where: str) -> None:
+def _check_epochs_axis(spec: SweepSpec, axes: dict[str, Any], where: str) -> None:
     """``axes.epochs``: passes over each run's unique subset; the run's length is then set by it."""
-    if EPOCHS_AXIS not in spec.axes:
+    if EPOCHS_AXIS not in axes:
         return
-    values = spec.axes[EPOCHS_AXIS]
+    values = axes[EPOCHS_AXIS]
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values):
         raise SweepError(f"{where}: axes.epochs must be positive numbers (got {values})")
     if spec.isoflop is not None:
@@ -339,7 +371,7 @@ def _check_epochs_axis(spec: SweepSpec, where: str) -> None:
             f"{where}: axes.epochs sets each run's length, and so does the isoflop plan: give one of them "
             f"(with isoflop, epochs follow from the budget and data.unique_tokens)"
         )
-    clash = [k for k in ("train.tokens", "train.max_steps", "train.flops") if k in spec.axes]
+    clash = [k for k in ("train.tokens", "train.max_steps", "train.flops") if k in axes]
     if clash:
         raise SweepError(f"{where}: axes.epochs sets train.tokens; remove {clash} from axes")
 

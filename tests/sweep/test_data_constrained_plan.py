@@ -104,3 +104,37 @@ def test_collect_without_unique_data_has_no_such_columns(tmp_path):
     collect(plan, tmp_path / "results.csv")
     header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
     assert "unique_tokens" not in header and "epochs" not in header
+
+
+def test_grids_union_of_sub_grids(tmp_path):
+    plan = _plan(
+        tmp_path,
+        axes={"model.depth": [1]},
+        grids=[
+            {"data.unique_tokens": [512, 1024, 2048], "epochs": [1]},  # the single-epoch ladder
+            {"data.unique_tokens": [512], "epochs": [4, 8], "optim.lr": [1e-3]},
+        ],
+    )
+    got = [(r.unique_tokens, r.epochs, r.cfg.optim.lr) for r in plan.runs]
+    assert got == [(512, 1, 3e-3), (1024, 1, 3e-3), (2048, 1, 3e-3), (512, 4, 1e-3), (512, 8, 1e-3)]
+    assert [r.values for r in plan.runs][3] == {
+        "model.depth": 1,
+        "data.unique_tokens": 512,
+        "epochs": 4,
+        "optim.lr": 1e-3,
+    }
+
+
+@pytest.mark.parametrize(
+    ("grids", "match"),
+    [
+        ([{"model.depth": [2]}], r"grids\[0\] repeats \['model.depth'\] of axes"),
+        ([{"data.unique_tokens": [512]}, {"modle.depth": [2]}], r"grids\[1\]: 'modle.depth' is not a config key"),
+        ([{"data.unique_tokens": [512], "epochs": [-1]}], r"axes.epochs must be positive"),
+        ([{"epochs": [2]}], r"axes.epochs needs data.unique_tokens > 0"),
+        ([{}], r"grids must be a list of non-empty maps"),
+    ],
+)  # fmt: skip
+def test_bad_grids(tmp_path, grids, match):
+    with pytest.raises(SweepError, match=match):
+        _plan(tmp_path, axes={"model.depth": [1]}, grids=grids)
