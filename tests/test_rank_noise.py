@@ -90,7 +90,11 @@ def _objective(case: str, tmp_path: Path):
     # the build step that hands objectives built on runs their run loader (plain build where none)
     obj = getattr(mdm.loading, "build_objective", build_objective)(cfg, VOCAB)
     torch.manual_seed(1)
-    return cfg, obj, obj.build_model(cfg, VOCAB)
+    model = obj.build_model(cfg, VOCAB)
+    with torch.no_grad():  # off the zero-initialised heads (EDLM's energy is constant there)
+        for p in model.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    return cfg, obj, model
 
 
 def _batch(seed: int = 0) -> dict[str, torch.Tensor]:

@@ -168,6 +168,7 @@ def build_plan(spec: SweepSpec) -> Plan:
             runs.append(_planned(spec, base, list(axis_over), values, None, len(runs), label, prepare_run))
             continue
         budgets, guess = iso.for_family(base.objective.name)
+        k_sizes, span = iso.placement(base.objective.name)
         sizes = candidate_sizes(iso, base.objective.name)
         sized = [_with_size(base, s) for s in sizes]
         params = []
@@ -182,11 +183,9 @@ def build_plan(spec: SweepSpec) -> Plan:
             chosen = order
             if guess is not None:
                 n_guess = nopt_guess(guess, budget)
-                picked = place_sizes(
-                    [params[i] for i in order], n_guess, iso.sizes_per_budget, iso.span_decades
-                )
+                picked = place_sizes([params[i] for i in order], n_guess, k_sizes, span)
                 chosen = [order[i] for i in picked]
-                lo, hi = n_guess * 10**-iso.span_decades, n_guess * 10**iso.span_decades
+                lo, hi = n_guess * 10**-span, n_guess * 10**span
                 got_lo, got_hi = params[chosen[0]], params[chosen[-1]]
                 short_small, short_large = got_lo > lo * 10**0.15, got_hi < hi * 10**-0.15
                 if short_small or short_large:
@@ -307,9 +306,10 @@ def format_plan(plan: Plan) -> str:
         fams = sorted({r.family for r in plan.runs})
         for fam in fams:
             budgets, guess = iso.for_family(fam)
+            k_sizes, span = iso.placement(fam)
             where = (
-                f"{iso.sizes_per_budget} sizes per budget over N_opt(C) x 10^[-{iso.span_decades:g}, "
-                f"+{iso.span_decades:g}], guess N_opt = {guess.params:.3g} (C / {guess.at:.3g})^{guess.exponent:g}"
+                f"{k_sizes} sizes per budget over N_opt(C) x 10^[-{span:g}, "
+                f"+{span:g}], guess N_opt = {guess.params:.3g} (C / {guess.at:.3g})^{guess.exponent:g}"
                 if guess
                 else "every size at every budget"
             )

@@ -111,6 +111,8 @@ class FamilyPlan:
     n_opt: NoptGuess | None = None
     shapes: list[str] = field(default_factory=list)  # own DEPTHxWIDTH candidates (e.g. wider for MDLM)
     overrides: list[str] = field(default_factory=list)  # key=value after base.overrides (e.g. own batch)
+    sizes_per_budget: int | None = None  # own count of sizes per budget (None: the top level's)
+    span_decades: float | None = None  # own window half-width in decades (None: the top level's)
 
 
 @dataclass
@@ -135,6 +137,13 @@ class IsoFlopSpec:
         budgets = (fp.budgets if fp and fp.budgets else None) or self.budgets
         guess = (fp.n_opt if fp and fp.n_opt is not None else None) or self.n_opt
         return list(budgets), guess
+
+    def placement(self, family: str) -> tuple[int, float]:
+        """(sizes per budget, span in decades) for runs of ``objective.name == family``."""
+        fp = self.families.get(family)
+        k = fp.sizes_per_budget if fp and fp.sizes_per_budget is not None else self.sizes_per_budget
+        span = fp.span_decades if fp and fp.span_decades is not None else self.span_decades
+        return k, span
 
     def shapes_for(self, family: str) -> list[str]:
         fp = self.families.get(family)
@@ -386,7 +395,6 @@ def _check_isoflop(spec: SweepSpec, iso: IsoFlopSpec, where: str) -> None:
             parse_shape(s)
     if iso.depths and any(fp.shapes for fp in iso.families.values()):
         raise SweepError(f"{where}: isoflop.families.*.shapes needs isoflop.shapes, not depths")
-    sizes = min([len(iso.depths or iso.shapes)] + [len(f.shapes) for f in iso.families.values() if f.shapes])
     fam_axis = spec.axes.get("objective.name")
     for fam in iso.families:
         if fam_axis is not None and fam not in fam_axis:
@@ -408,13 +416,19 @@ def _check_isoflop(spec: SweepSpec, iso: IsoFlopSpec, where: str) -> None:
         if guess is not None and not (guess.at > 0 and guess.params >= 1 and guess.exponent > 0):
             raise SweepError(f"{where}: {key}.n_opt needs at > 0, params >= 1 and exponent > 0 (got {guess})")
     if iso.n_opt is not None or any(f.n_opt is not None for f in iso.families.values()):
-        if iso.sizes_per_budget < 2 or iso.sizes_per_budget > sizes:
-            raise SweepError(
-                f"{where}: isoflop.sizes_per_budget={iso.sizes_per_budget} must be between 2 and the "
-                f"{sizes} candidate sizes"
-            )
-        if not iso.span_decades > 0:
-            raise SweepError(f"{where}: isoflop.span_decades must be > 0 (got {iso.span_decades})")
+        n_top = len(iso.depths or iso.shapes)
+        placements = [("isoflop", iso.sizes_per_budget, iso.span_decades, n_top)]
+        placements += [
+            (f"isoflop.families.{f}", *iso.placement(f), len(fp.shapes) or n_top)
+            for f, fp in iso.families.items()
+        ]
+        for key, k, span, n_cand in placements:
+            if not 2 <= k <= n_cand:
+                raise SweepError(
+                    f"{where}: {key}.sizes_per_budget={k} must be between 2 and the {n_cand} candidate sizes"
+                )
+            if not span > 0:
+                raise SweepError(f"{where}: {key}.span_decades must be > 0 (got {span})")
     tpp = iso.tokens_per_param
     if tpp and not (len(tpp) == 2 and 0 < tpp[0] < tpp[1]):
         raise SweepError(f"{where}: isoflop.tokens_per_param must be [lo, hi] with 0 < lo < hi (got {tpp})")

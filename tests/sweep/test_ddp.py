@@ -54,7 +54,7 @@ def single(tmp_path):
 
 @pytest.mark.slow
 def test_two_gloo_ranks_match_one_process(tmp_path, single):
-    run = train_subprocess(tmp_path, ["train.devices=2", "train.strategy=ddp"])
+    run = train_subprocess(tmp_path / "ddp", ["train.devices=2", "train.strategy=ddp"])  # same run name
     summary = run.read_summary()
     assert summary["derived"]["world_size"] == 2 and summary["derived"]["per_device_batch"] == 4
     two = losses(run.path)

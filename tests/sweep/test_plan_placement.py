@@ -155,3 +155,23 @@ def test_family_overrides(tmp_path):
     ]:
         with pytest.raises(SweepError, match=match):
             _spec(tmp_path, families={**fam, "ar": {"budgets": [1e9], "overrides": bad}})
+
+
+def test_family_sizes_per_budget_and_span(tmp_path):
+    fam = {
+        "ar": {"budgets": [1e9, 4e9]},
+        "mdlm": {"budgets": [4e9, 1.6e10], "sizes_per_budget": 5, "span_decades": 0.9},
+    }
+    plan = build_plan(_spec(tmp_path, families=fam))
+    per_budget = {}
+    for r in plan.runs:
+        per_budget.setdefault((r.family, r.budget), []).append(r)
+    assert {len(v) for (f, _), v in per_budget.items() if f == "mdlm"} == {5}
+    assert {len(v) for (f, _), v in per_budget.items() if f == "ar"} == {3}  # the top level's
+    text = format_plan(plan)
+    assert "5 sizes per budget over N_opt(C) x 10^[-0.9, +0.9]" in text
+    assert "3 sizes per budget over N_opt(C) x 10^[-0.4, +0.4]" in text
+    with pytest.raises(SweepError, match=r"families.mdlm.sizes_per_budget=8 must be between 2 and the 7"):
+        _spec(tmp_path, families={**fam, "mdlm": {"budgets": [4e9], "sizes_per_budget": 8}})
+    with pytest.raises(SweepError, match=r"families.mdlm.span_decades must be > 0"):
+        _spec(tmp_path, families={**fam, "mdlm": {"budgets": [4e9], "span_decades": 0}})

@@ -105,7 +105,12 @@ def test_submission_is_recorded_and_dry_run_submits_nothing(plan, tmp_path, monk
 
 
 def test_runs_of_one_array_share_devices(tmp_path):
+    # train.devices does not enter run names (a run resumes on any number of devices): an axis over it
+    # names one run twice, refused by the planner; mixed devices in one array are refused by render
     spec = write_spec(tmp_path / "s.yaml", axes={"train.devices": [1, 2]})
-    plan = build_plan(load_spec(spec))
+    with pytest.raises(SweepError, match="have the same name"):
+        build_plan(load_spec(spec))
+    plan = build_plan(load_spec(write_spec(tmp_path / "s.yaml", axes={"model.depth": [2, 3]})))
+    plan.runs[1].cfg.train.devices = 2
     with pytest.raises(SweepError, match="must share train.devices and train.num_nodes"):
         render(plan, plan.runs, tmp_path / "t.txt")
