@@ -40,9 +40,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from mdm.config import load  # noqa: E402
-from mdm.diffusion.edlm import check_same_tokenizer, load_energy  # noqa: E402
+from mdm.diffusion.edlm import check_same_tokenizer  # noqa: E402
 from mdm.io import atomic_write_json  # noqa: E402
-from mdm.loading import load_run  # noqa: E402
+from mdm.loading import load_energy, load_run  # noqa: E402
 from mdm.rundir import RunDir  # noqa: E402
 from mdm.sampling.importance import edlm_generate  # noqa: E402
 

@@ -38,8 +38,8 @@ from pathlib import Path
 import torch
 
 from mdm.config import Config, load
-from mdm.diffusion import build_objective
 from mdm.flops import count
+from mdm.loading import build_objective
 from mdm.module import build_model
 from mdm.optim import build_optimizer
 from mdm.vocab import Vocab

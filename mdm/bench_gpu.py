@@ -142,7 +142,7 @@ def _setup(shape: CheckShape, device, batch: int):
     import torch
 
     from mdm.config import load
-    from mdm.diffusion import build_objective
+    from mdm.loading import build_objective
     from mdm.module import build_model
     from mdm.vocab import Vocab
 

@@ -236,8 +236,7 @@ def load_pretrained(path: str | Path, device: str | torch.device = "cpu"):
     from safetensors.torch import load_file
 
     from mdm.config import from_dict
-    from mdm.diffusion import build_objective
-    from mdm.loading import LoadedRun
+    from mdm.loading import LoadedRun, build_objective
     from mdm.vocab import Vocab
 
     p = Path(path)

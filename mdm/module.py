@@ -17,8 +17,9 @@ import torch
 from mdm.config import Config, to_dict
 from mdm.data.reshard import reshard_state
 from mdm.derived import Derived, lr_factor
-from mdm.diffusion import Objective, build_objective
+from mdm.diffusion import Objective
 from mdm.diffusion.noise import KeyedNoise, global_indices, step_generator
+from mdm.loading import build_objective
 from mdm.models.backbone import Transformer, set_activation_checkpointing
 from mdm.models.ema import EMA
 from mdm.optim import build_optimizer

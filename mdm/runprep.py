@@ -9,7 +9,7 @@ import torch
 
 from mdm.config import Config
 from mdm.derived import derive
-from mdm.diffusion import build_objective
+from mdm.loading import build_objective
 from mdm.vocab import Vocab
 
 

@@ -26,19 +26,16 @@ import torch
 
 from mdm.config import Config, to_yaml
 from mdm.derived import Derived
-from mdm.errors import UserError, debug, is_user_error
+from mdm.errors import debug, is_user_error
 from mdm.io import atomic_write_text, read_jsonl
 from mdm.limits import check_run, check_synthetic
+from mdm.loading import CheckpointError, load_checkpoint_safely  # noqa: F401  (CheckpointError re-exported)
 from mdm.lock import RunLock, is_rank_zero_process
 from mdm.module import LitDiffusion
 from mdm.pl import pl  # Lightning without its optional heavy imports
 from mdm.preempt import Preempted, PreemptionCallback, stop_on_signal
 from mdm.rundir import RunDir, git_sha
 from mdm.runprep import prepare_run  # prepare_run: also used by the sweep planner
-
-
-class CheckpointError(UserError):
-    pass
 
 
 class PositionedLoader:
@@ -126,17 +123,6 @@ class RunCallback(pl.Callback):
                 os.link(tmp, periodic)
             os.replace(tmp, self.run.last_ckpt)
         trainer.strategy.barrier()
-
-
-def load_checkpoint_safely(path: Path) -> dict:
-    """Load a checkpoint with ``weights_only=True``; a corrupt or truncated file raises CheckpointError naming it."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, bad pickle, disallowed global
-        first = (str(e).strip().splitlines() or [""])[0][:200]
-        raise CheckpointError(
-            f"checkpoint {path} is corrupt or truncated ({type(e).__name__}: {first})"
-        ) from e
 
 
 def _set_aside(path: Path) -> Path:

@@ -9,9 +9,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from mdm.config import load
-from mdm.diffusion import build_objective
 from mdm.diffusion.encoders import EncoderSpec, FrozenEncoder
 from mdm.flops import count, forward_flops_per_token
+from mdm.loading import build_objective
 from mdm.models.backbone import Transformer
 from mdm.models.ccdd import resolve_layer
 from tests.edlm.conftest import DEBUG_YAML, REPO, synthetic_vocab, write_fake_run

@@ -14,9 +14,12 @@ from mdm.diffusion.registry import OBJECTIVES, SCHEDULES, lookup
 from mdm.vocab import Vocab
 
 
-def build_objective(cfg, vocab: Vocab) -> Objective:
-    """The objective named by ``cfg.objective.name``."""
-    return lookup(OBJECTIVES, "objective", cfg.objective.name)(cfg, vocab)
+def build_objective(cfg, vocab: Vocab, load_run=None) -> Objective:
+    """The objective named by ``cfg.objective.name``. ``load_run(path, device)``: how an objective built on
+    a trained run (``Objective.builds_on_runs``) gets it; :func:`mdm.loading.build_objective` hands it in
+    (nothing in this package loads a run)."""
+    cls = lookup(OBJECTIVES, "objective", cfg.objective.name)
+    return cls(cfg, vocab, load_run=load_run) if cls.builds_on_runs else cls(cfg, vocab)
 
 
 __all__ = ["LossOut", "Objective", "OBJECTIVES", "SCHEDULES", "build_objective"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 import torch
 import torch.nn.functional as F
 
-from mdm.config import Config
+from mdm.config import Config, ConfigError
 from mdm.diffusion import noise
 from mdm.diffusion.schedules import Schedule, build_schedule
 from mdm.flops import Counts, count
@@ -55,6 +55,19 @@ class Objective:
     default_time_conditioning: bool = False
     supports_time_conditioning: bool = True
     uses_schedule: bool = True
+    #: built on a trained run (EDLM-NCE's base, CCDD's encoder): ``__init__`` takes ``load_run``
+    builds_on_runs: bool = False
+    load_run = None  # (path, device) -> mdm.loading.LoadedRun, handed in by the build step
+
+    def frozen_run(self, path, key: str, device="cpu"):
+        """The trained run at ``path`` (config field ``key``) this objective is built on, loaded by the
+        ``load_run`` the build step handed in (:func:`mdm.loading.build_objective`)."""
+        if self.load_run is None:
+            raise ConfigError(
+                f"{key}={path}: objective {self.registry_name!r} is built on a trained run; build it with "
+                f"mdm.loading.build_objective (which hands it the run loader), not mdm.diffusion.build_objective"
+            )
+        return self.load_run(path, device)
 
     def __init__(self, cfg: Config, vocab: Vocab):
         self.cfg, self.vocab = cfg, vocab

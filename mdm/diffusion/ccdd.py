@@ -48,10 +48,12 @@ from mdm.config import Config, ConfigError
 from mdm.diffusion import noise
 from mdm.diffusion.base import LossOut
 from mdm.diffusion.encoders import (
+    EncoderError,
     FrozenEncoder,
+    check_encoder_options,
     default_stats_path,
     fit_statistics,
-    load_frozen_encoder,
+    frozen_encoder,
     load_statistics,
     save_statistics,
 )
@@ -76,9 +78,11 @@ def _choice(key: str, value: str, valid: tuple[str, ...]) -> None:
 class CCDD(MDLM):
     causal = False
     default_time_conditioning = False
+    builds_on_runs = True  # the encoder run (objective.ccdd.encoder_run), loaded on first use
 
-    def __init__(self, cfg: Config, vocab: Vocab):
+    def __init__(self, cfg: Config, vocab: Vocab, load_run=None):
         super().__init__(cfg, vocab)
+        self.load_run = load_run
         c = self.ccfg = cfg.objective.ccdd
         _choice("process", c.process, PROCESSES)
         _choice("target", c.target, TARGETS)
@@ -197,9 +201,15 @@ class CCDD(MDLM):
             from mdm.data.datamodule import data_key
 
             c = self.ccfg
-            self._bare = load_frozen_encoder(
-                c.encoder,
+            check_encoder_options(c.encoder, c.encoder_run, c.encoder_input)
+            try:
+                run = self.frozen_run(c.encoder_run, "objective.ccdd.encoder_run")
+            except FileNotFoundError as e:
+                raise EncoderError(f"objective.ccdd.encoder_run={c.encoder_run!r}: {e}") from e
+            self._bare = frozen_encoder(
+                run,
                 c.encoder_run,
+                c.encoder,
                 c.encoder_layer,
                 c.encoder_input,
                 c.projection,

@@ -28,7 +28,9 @@ Lower energy means more likely. Two energies:
   Its minimiser is E* = -log( q(x0|x_t) / mu_theta(x0|x_t) ) with q the true posterior, which is
   self-normalised (Z = 1); nu = 1 gives the paper's loss.
 
-Nothing here knows of Lightning; runs are read with :func:`mdm.loading.load_run` (imported lazily).
+Nothing here knows of Lightning or loads a run: ``edlm_nce`` is handed the base run's loader by the build
+step (:func:`mdm.loading.build_objective`); the energies of trained runs are built by
+:func:`mdm.loading.load_energy` / :func:`mdm.loading.energy_from`.
 Generation lives in mdm/sampling/importance.py, the likelihood estimate in mdm/eval/edlm.py.
 """
 
@@ -36,7 +38,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -212,26 +213,23 @@ class NceEnergy(Energy):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Loading and checking runs
+# Checking the runs EDLM is built on (loaded outside this package: mdm/loading.py)
 # ---------------------------------------------------------------------------------------------------
-def _freeze(model) -> None:
+def freeze(model) -> None:
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
 
 
-def load_base_run(path: str | Path, device: str | torch.device = "cpu", key: str = "objective.edlm.base_run"):
-    """Load a base run (EMA weights, frozen); it must be a masked diffusion model (mdlm | radd)."""
-    from mdm.loading import load_run  # lazy: loading pulls in the training stack
-
-    run = load_run(path, device)
+def check_base_run(run, path, key: str = "objective.edlm.base_run"):
+    """A loaded base run (EMA weights) must be a masked diffusion model (mdlm | radd); returned frozen."""
     name = getattr(run.objective, "registry_name", "?")
     if name not in BASE_OBJECTIVES or run.objective.causal:
         raise ConfigError(
             f"{key}={path} was trained with objective {name!r}; EDLM needs a masked diffusion base run "
             f"(objective {' or '.join(BASE_OBJECTIVES)})"
         )
-    _freeze(run.model)
+    freeze(run.model)
     return run
 
 
@@ -259,18 +257,11 @@ def check_same_tokenizer(
         raise ConfigError(f"{what_a} and {what_b} use different tokenizers/vocabularies ({'; '.join(diffs)})")
 
 
-def load_ar_run(
-    path: str | Path,
-    base_cfg: Config,
-    base_vocab: Vocab,
-    base_desc: str = "the base run",
-    device: str | torch.device = "cpu",
-    key: str = "objective.edlm.ar_run",
+def check_ar_run(
+    run, path, base_cfg: Config, base_vocab: Vocab, base_desc: str, key: str = "objective.edlm.ar_run"
 ):
-    """Load the AR model of the AR energy; it must be an ``ar`` run with the base run's tokenizer."""
-    from mdm.loading import load_run
-
-    run = load_run(path, device)
+    """A loaded AR run for the AR energy: an ``ar`` run with the base run's tokenizer and enough context;
+    returned frozen."""
     name = getattr(run.objective, "registry_name", "?")
     if name != "ar":
         raise ConfigError(
@@ -282,7 +273,7 @@ def load_ar_run(
         raise ConfigError(
             f"{key}={path} has context model.seq_len={ctx} < {L - 1} (the base run's length - 1)"
         )
-    _freeze(run.model)
+    freeze(run.model)
     return run
 
 
@@ -351,16 +342,18 @@ class EdlmNCE(Objective):
 
     causal = False
     default_time_conditioning = False
+    builds_on_runs = True
 
-    def __init__(self, cfg: Config, vocab: Vocab):
+    def __init__(self, cfg: Config, vocab: Vocab, load_run=None):
         super().__init__(cfg, vocab)
+        self.load_run = load_run
         ecfg = cfg.objective.edlm
         check_edlm_config(ecfg)
         if not ecfg.base_run:
             raise ConfigError(
                 "objective.edlm.base_run is required for objective edlm_nce (a trained mdlm/radd run)"
             )
-        base = load_base_run(ecfg.base_run)
+        base = check_base_run(self.frozen_run(ecfg.base_run, "objective.edlm.base_run"), ecfg.base_run)
         check_same_tokenizer(
             cfg, vocab, "this config's data", base.cfg, base.vocab, f"the base run {ecfg.base_run}"
         )
@@ -426,7 +419,7 @@ class EdlmNCE(Objective):
 class EdlmAR(Objective):
     """EDLM with the AR energy: a composition of a base run and an AR run, with nothing to train.
 
-    Exists so that ``configs/edlm_ar.yaml`` names it; build it with :func:`load_energy` (config) and use
+    Exists so that ``configs/edlm_ar.yaml`` names it; build it with :func:`mdm.loading.load_energy` (config) and use
     the ``edlm`` sampler / :func:`mdm.eval.edlm.edlm_bound`. ``mdm train`` on it stops with a ConfigError.
     """
 
@@ -434,66 +427,8 @@ class EdlmAR(Objective):
         raise ConfigError(
             "objective edlm_ar has nothing to train (E = -log p_AR + log mu_theta needs no parameters); "
             "sample with `--sampler edlm` and objective.edlm.base_run / objective.edlm.ar_run, or build it "
-            "with mdm.diffusion.edlm.load_energy(config)"
+            "with mdm.loading.load_energy(config)"
         )
-
-
-# ---------------------------------------------------------------------------------------------------
-# One entry point for samplers, evaluation and benchmarks
-# ---------------------------------------------------------------------------------------------------
-def energy_from(objective: Objective, model, ar_run: str | Path | None = None, device=None) -> Energy:
-    """The energy for an already loaded run: an ``edlm_nce`` run gives its NCE energy; a base run
-    (mdlm | radd) plus ``ar_run`` gives the AR energy; anything else is a clear error."""
-    if isinstance(objective, EdlmNCE):
-        if ar_run is not None:
-            raise ConfigError("ar_run was given for an edlm_nce run: its energy is the trained network")
-        return objective.energy(model)
-    name = getattr(objective, "registry_name", "?")
-    if name in BASE_OBJECTIVES and not objective.causal:
-        if ar_run is None:
-            raise ConfigError(
-                f"EDLM over a {name} run needs an energy: pass ar_run=<AR run> (AR energy) or sample an edlm_nce run"
-            )
-        dev = device or next(model.parameters()).device
-        _freeze(model)
-        ar = load_ar_run(ar_run, objective.cfg, objective.vocab, f"the base ({name}) run", dev, key="ar_run")
-        return ArEnergy(objective, model, ar.objective, ar.model)
-    raise ConfigError(
-        f"EDLM needs an edlm_nce run, or a masked diffusion run ({' or '.join(BASE_OBJECTIVES)}) with ar_run; "
-        f"got a run of objective {name!r}"
-    )
-
-
-def load_energy(
-    source: str | Path | Config, ar_run: str | Path | None = None, device: str | torch.device = "cpu"
-) -> Energy:
-    """Build an EDLM energy (with its base model) from
-
-    * a run directory / checkpoint of an ``edlm_nce`` run -> its NCE energy;
-    * a run directory / checkpoint of a base run (mdlm | radd) and ``ar_run`` -> the AR energy;
-    * a Config (e.g. ``configs/edlm_ar.yaml`` + overrides): ``edlm_ar`` reads objective.edlm.base_run and
-      .ar_run (``ar_run`` overrides the latter); ``edlm_nce`` loads the trained run the config names.
-    """
-    from mdm.loading import load_run
-
-    if isinstance(source, Config):
-        name, e = source.objective.name, source.objective.edlm
-        if name == "edlm_ar":
-            ar_path = ar_run or e.ar_run
-            if not e.base_run or not ar_path:
-                raise ConfigError("objective edlm_ar needs objective.edlm.base_run and objective.edlm.ar_run")
-            check_edlm_config(e)
-            base = load_base_run(e.base_run, device)
-            ar = load_ar_run(ar_path, base.cfg, base.vocab, f"the base run {e.base_run}", device)
-            return ArEnergy(base.objective, base.model, ar.objective, ar.model)
-        if name == "edlm_nce":
-            from mdm.rundir import RunDir
-
-            source = RunDir.for_config(source).path
-        else:
-            raise ConfigError(f"objective.name={name!r} is not an EDLM objective (edlm_nce | edlm_ar)")
-    run = load_run(source, device)
-    return energy_from(run.objective, run.model, ar_run, device)
 
 
 __all__ = [
@@ -503,14 +438,13 @@ __all__ = [
     "EdlmNCE",
     "Energy",
     "NceEnergy",
+    "check_ar_run",
+    "check_base_run",
     "check_same_tokenizer",
     "denoiser_log_probs",
     "effective_sample_size",
-    "energy_from",
+    "freeze",
     "importance_log_weights",
-    "load_ar_run",
-    "load_base_run",
-    "load_energy",
     "nce_loss",
     "sample_from_log_probs",
     "sequence_log_prob",

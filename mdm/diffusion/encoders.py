@@ -269,23 +269,9 @@ def check_statistics(stats: dict[str, Any], spec: EncoderSpec, source: str) -> N
         )
 
 
-# --- loading the frozen run -----------------------------------------------------------------------------
-def load_frozen_encoder(
-    encoder: str,
-    encoder_run: str | None,
-    layer: int,
-    encoder_input: str,
-    projection: str,
-    d_cont: int,
-    vocab: Vocab,
-    seq_len: int,
-    data: str,
-    device: str | torch.device = "cpu",
-) -> tuple[FrozenEncoder, Path | None]:
-    """Load the encoder run and check it fits (vocabulary, width, layer, context, direction).
-
-    Returns the encoder (without statistics) and the run directory (None for a bare checkpoint).
-    """
+# --- the frozen run (loaded outside this package, mdm/loading.py, and handed in) -------------------------
+def check_encoder_options(encoder: str, encoder_run: str | None, encoder_input: str) -> None:
+    """The encoder choices, checked before the encoder run is loaded."""
     if encoder not in ENCODERS:
         raise EncoderError(
             f"objective.ccdd.encoder={encoder!r} is not valid; choose one of: {', '.join(ENCODERS)}"
@@ -303,12 +289,26 @@ def load_frozen_encoder(
             "objective.ccdd.encoder_run is not set: give a run directory or checkpoint of this project "
             "(e.g. an MDLM run trained on the same data) whose embeddings/hidden states define z0"
         )
-    from mdm.loading import load_run  # local import: loading a run needs the training stack
 
-    try:
-        run = load_run(encoder_run, device=device)
-    except FileNotFoundError as e:
-        raise EncoderError(f"objective.ccdd.encoder_run={encoder_run!r}: {e}") from e
+
+def frozen_encoder(
+    run,
+    encoder_run: str,
+    encoder: str,
+    layer: int,
+    encoder_input: str,
+    projection: str,
+    d_cont: int,
+    vocab: Vocab,
+    seq_len: int,
+    data: str,
+    device: str | torch.device = "cpu",
+) -> tuple[FrozenEncoder, Path | None]:
+    """The encoder of a loaded run (:class:`mdm.loading.LoadedRun` of ``encoder_run``), checked to fit
+    (vocabulary, width, layer, context, direction).
+
+    Returns the encoder (without statistics) and the run directory (None for a bare checkpoint).
+    """
     if run.vocab != vocab:
         raise EncoderError(
             f"objective.ccdd.encoder_run={encoder_run!r} has vocabulary {run.vocab} but the data has {vocab}: "

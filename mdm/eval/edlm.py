@@ -61,7 +61,8 @@ from dataclasses import dataclass, field
 import torch
 
 from mdm.config import EdlmConfig
-from mdm.diffusion.edlm import Energy, energy_from, sample_from_log_probs, sequence_log_prob
+from mdm.diffusion.edlm import Energy, sample_from_log_probs, sequence_log_prob
+from mdm.loading import energy_from
 from mdm.sampling.importance import in_window
 
 
@@ -223,7 +224,7 @@ def edlm_bound(
 ) -> torch.Tensor:
     """Per-sequence estimate (B,) float64, in nats, of the EDLM likelihood bound (*) (module docstring).
 
-    ``source`` is an :class:`~mdm.diffusion.edlm.Energy` (e.g. from ``load_energy``; ``model`` ignored) or
+    ``source`` is an :class:`~mdm.diffusion.edlm.Energy` (e.g. from :func:`mdm.loading.load_energy`; ``model`` ignored) or
     the objective of a loaded ``edlm_nce`` run with its ``model`` (the energy network), or a base run's
     objective/model with ``ar_run``. ``batch`` = {"input_ids": (B, L)} of real tokens (no padding).
     ``t`` (B,) in [t_min, 1] are the eval's (stratified) times, mapped to the step index

@@ -31,11 +31,11 @@ from mdm.diffusion.edlm import (
     Energy,
     check_edlm_config,
     effective_sample_size,
-    energy_from,
     importance_log_weights,
     sample_from_log_probs,
     sequence_log_prob,
 )
+from mdm.loading import energy_from
 from mdm.sampling.base import SampleResult, register_sampler, sample_categorical
 from mdm.sampling.condition import start_state
 

@@ -11,9 +11,8 @@ import torch
 
 from mdm.data.datamodule import ensure_prepared
 from mdm.data.meta import load_meta
-from mdm.diffusion import build_objective
 from mdm.diffusion.encoders import EncoderError, load_statistics
-from mdm.loading import load_run
+from mdm.loading import build_objective, load_run
 from mdm.rundir import RunDir
 from mdm.sampling.base import get_sampler
 from mdm.train import train

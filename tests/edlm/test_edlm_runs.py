@@ -8,10 +8,9 @@ import pytest
 import torch
 
 from mdm.config import ConfigError, load
-from mdm.diffusion import build_objective
-from mdm.diffusion.edlm import ArEnergy, NceEnergy, load_energy
+from mdm.diffusion.edlm import ArEnergy, NceEnergy
 from mdm.eval.edlm import edlm_bound, edlm_bound_terms
-from mdm.loading import load_run
+from mdm.loading import build_objective, load_energy, load_run
 from mdm.rundir import RunDir
 from mdm.sampling.base import get_sampler
 from mdm.sampling.importance import edlm_generate

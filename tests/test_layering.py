@@ -1,0 +1,218 @@
+"""Layering: one direction of imports (CONTRIBUTING.md), checked from the code itself.
+
+What counts as an import here: every ``import mdm.x`` / ``from mdm.x import y`` / relative import in a
+file of the ``mdm`` package, read with ``ast`` (nothing is executed). ``from mdm.a import b`` is an edge
+to the module ``mdm.a.b`` when that is a module, else to ``mdm.a``. Blocks under ``if TYPE_CHECKING:``
+are left out (never run). Importing ``mdm.a.b`` also runs ``mdm/a/__init__.py``; that implicit edge is
+not counted (a package importing its own submodules is how registries fill).
+
+* module-level imports (what runs when a module is imported) must have no cycle at all;
+* with the imports inside functions too (lazy imports), the only cycles are the pairs listed in
+  ``LAZY_PAIRS``, each a lazy dispatch in both directions, and nothing under ``mdm.diffusion`` or
+  ``mdm.models`` reaches the run loader or the training stack (``mdm.loading``, ``mdm.runprep``,
+  ``mdm.train``, ``mdm.module``, ``mdm.pl``, ``mdm.preempt``): trained runs are handed to objectives.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PKG = REPO / "mdm"
+
+# Lazy imports both ways, each a dispatch on what a path holds (not layering): a mixture's sources are
+# prepared by the datamodule, whose entry points hand a mixture config to mdm/data/mixture.py; load_run
+# reads an export folder through mdm.export, whose export_run loads a run.
+LAZY_PAIRS = [
+    {"mdm.data.datamodule", "mdm.data.mixture"},
+    {"mdm.export", "mdm.loading"},
+]
+TRAINING_STACK = {"mdm.loading", "mdm.runprep", "mdm.train", "mdm.module", "mdm.pl", "mdm.preempt"}
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for f in PKG.rglob("*.py"):
+        parts = list(f.relative_to(REPO).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = f
+    return out
+
+
+MODULES = _modules()
+
+
+def _resolve(name: str) -> str | None:
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def _is_type_checking(node: ast.AST) -> bool:
+    t = getattr(node, "test", None)
+    return isinstance(node, ast.If) and (
+        (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING")
+        or (isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING")
+    )
+
+
+def _imports(tree: ast.AST, module_level: bool):
+    """Import nodes of a file: at module level (incl. module-level if/try bodies), or everywhere."""
+    stack = list(ast.iter_child_nodes(tree))
+    while stack:
+        node = stack.pop()
+        if _is_type_checking(node):
+            continue
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+            continue
+        if module_level and isinstance(
+            node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+        ):
+            if isinstance(node, ast.ClassDef):  # a class body runs at import
+                stack.extend(node.body)
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def import_graph(module_level: bool) -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for mod, path in MODULES.items():
+        pkg = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+        deps: set[str] = set()
+        for node in _imports(ast.parse(path.read_text()), module_level):
+            if isinstance(node, ast.Import):
+                deps.update(r for a in node.names if (r := _resolve(a.name)))
+                continue
+            if node.level:
+                base = pkg.split(".")[: len(pkg.split(".")) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.split(".")[0] != "mdm":
+                continue
+            for a in node.names:
+                full = f"{target}.{a.name}"
+                r = full if full in MODULES else _resolve(target)
+                if r:
+                    deps.add(r)
+        deps.discard(mod)
+        graph[mod] = deps
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[set[str]]:
+    """Strongly connected components with more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on, stack, out, counter = set(), [], [], [0]
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter[0]
+        counter[0] += 1
+        stack.append(root)
+        on.add(root)
+        while work:
+            v, it = work[-1]
+            w = next(it, None)
+            if w is not None:
+                if w not in index:
+                    index[w] = low[w] = counter[0]
+                    counter[0] += 1
+                    stack.append(w)
+                    on.add(w)
+                    work.append((w, iter(sorted(graph[w]))))
+                elif w in on:
+                    low[v] = min(low[v], index[w])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[v])
+            if low[v] == index[v]:
+                comp = set()
+                while True:
+                    w = stack.pop()
+                    on.discard(w)
+                    comp.add(w)
+                    if w == v:
+                        break
+                if len(comp) > 1:
+                    out.append(comp)
+    return out
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for w in graph[todo.pop()]:
+            if w not in seen:
+                seen.add(w)
+                todo.append(w)
+    return seen
+
+
+def test_the_cycle_finder_finds_cycles():
+    g = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert cycles(g) == [{"a", "b", "c"}]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_graph_sees_known_edges():
+    """The reader finds what the files say (guards against a graph that is empty by mistake)."""
+    top = import_graph(module_level=True)
+    assert "mdm.diffusion.base" in top["mdm.diffusion.mdlm"]
+    assert "mdm.diffusion.registry" in top["mdm.diffusion.mdlm"]
+    assert "mdm.sweep.queue" in top["mdm.sweep.status"]
+    assert "mdm.loading" in top["mdm.module"]
+    assert "mdm.module" in top["mdm.train"]
+    lazy = import_graph(module_level=False)
+    assert "mdm.export" in lazy["mdm.loading"] and "mdm.export" not in top["mdm.loading"]
+
+
+def test_no_import_cycle_at_module_level():
+    assert cycles(import_graph(module_level=True)) == []
+
+
+def test_lazy_imports_close_no_other_cycle():
+    found = cycles(import_graph(module_level=False))
+    assert [c for c in found if c not in LAZY_PAIRS] == []
+
+
+def test_maths_and_models_never_reach_the_loader_or_training_stack():
+    graph = import_graph(module_level=False)
+    for mod in MODULES:
+        if mod.startswith(("mdm.diffusion", "mdm.models")):
+            bad = reachable(graph, mod) & TRAINING_STACK
+            assert not bad, f"{mod} reaches {sorted(bad)}"
+
+
+def test_sweep_circle_is_gone():
+    graph = import_graph(module_level=False)
+    assert "mdm.sweep.launch" not in reachable(graph, "mdm.sweep.status")
+
+
+def test_importing_the_maths_and_sweeps_leaves_lightning_out():
+    """A fresh interpreter imports every module of these packages (the lm-eval adapter, an optional
+    dependency's plug-in, aside) plus the run loader and the build step: no Lightning."""
+    names = sorted(
+        m
+        for m in MODULES
+        if m.startswith(("mdm.diffusion", "mdm.sampling", "mdm.eval", "mdm.sweep", "mdm.models"))
+        and m != "mdm.eval.lm_eval_adapter"
+    ) + ["mdm.loading", "mdm.runprep", "mdm.export", "mdm.commands.sweep"]
+    code = (
+        "import importlib, json, sys\n"
+        f"for n in {names!r}: importlib.import_module(n)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('lightning', 'pytorch_lightning'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
