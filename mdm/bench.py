@@ -150,12 +150,15 @@ class BareStep:
         autocast: torch.dtype | None = None,
         seed: int = 0,
         device: torch.device | None = None,
+        compile: bool = False,
     ):
         torch.manual_seed(seed)
         self.device = device or torch.device("cpu")
         self.objective = build_objective(cfg, vocab)
         self.model = build_model(cfg, self.objective, vocab).to(self.device)
         self.opt = build_optimizer(self.model, cfg.optim)
+        if compile:  # as train.compile does (mdm/module.py): the network, in place
+            self.model.compile()
         self.autocast, self.clip = autocast, cfg.optim.grad_clip
         B, L = cfg.train.global_batch, cfg.model.seq_len
         self.batch = {"input_ids": torch.randint(0, vocab.mask_id, (B, L), device=self.device)}
@@ -431,6 +434,7 @@ def run_train_bench(
     minimal: bool = True,
     layout: bool = True,
     precision_widths: tuple[int, ...] = (64, 128, 256),
+    compile: bool = False,
     work_dir: str | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
@@ -453,7 +457,8 @@ def run_train_bench(
         f"{rounds} rounds"
     )
     log("peak = fp32 (or bf16) 1536^2 matmul GFLOP/s RE-MEASURED just before each row; MFU against it")
-    result: dict = {"rows": [], "layout": [], "precision": [], "cpu": model_name, "load_start": _load()}
+    result: dict = {"rows": [], "layout": [], "precision": [], "compile": [], "cpu": model_name}
+    result["load_start"] = _load()
     rows = result["rows"]
     saved_threads = torch.get_num_threads()
     try:
@@ -542,6 +547,14 @@ def run_train_bench(
                 else:
                     log(f"   width {w}: bf16 matmul not supported on this CPU; fp32 only")
                 result["precision"].append(row)
+        if compile:
+            t = min(threads)
+            torch.set_num_threads(t)
+            log(
+                f"compile (bare {objective} step, {t} thread(s); eager vs torch.compile of the network, interleaved):"
+            )
+            for w in widths:
+                result["compile"].append(compile_row(cfg_of(w, objective, t), vocab, steps, rounds, t, log))
         result["load_end"] = _load()
         log(f"load average at the end: {result['load_end']}")
     finally:
@@ -549,6 +562,32 @@ def run_train_bench(
         if tmp is not None:
             tmp.cleanup()
     return result
+
+
+def compile_row(cfg: Config, vocab: Vocab, steps: int, rounds: int, threads: int, log=print) -> dict:
+    """Eager vs ``torch.compile``'d bare step at one shape: tokens/s of each (best window), the median
+    per-round ratio, and the seconds the first compiled step took (compilation, not counted in rates)."""
+    eager = BareStep(cfg, vocab)
+    comp = BareStep(cfg, vocab, compile=True)
+    t0 = time.perf_counter()
+    comp.window(1)  # compiles (forward and backward graphs)
+    compile_s = time.perf_counter() - t0
+    ta, tb = interleave(eager.window, comp.window, steps, rounds)
+    n = steps * eager.tokens_per_step
+    row = {
+        "width": eager.model.dims.d_model,
+        "threads": threads,
+        "eager_tokens_per_s": n / min(ta),
+        "compiled_tokens_per_s": n / min(tb),
+        "compiled_over_eager": _ratio(tb, ta),
+        "compile_s": compile_s,
+    }
+    log(
+        f"   width {row['width']:>4}: eager {row['eager_tokens_per_s']:>8.0f} tok/s   compiled "
+        f"{row['compiled_tokens_per_s']:>8.0f} tok/s   compiled/eager = {row['compiled_over_eager']:.2f}   "
+        f"(first compiled step {compile_s:.1f} s)"
+    )
+    return row
 
 
 def _fmt(rows: list[dict], header: bool = False) -> str:

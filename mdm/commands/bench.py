@@ -2,7 +2,8 @@
 
     mdm bench gpu --json FILE [--device cpu --tiny] [--budget S] [--cap PHASE=S]  (see mdm/bench_gpu.py)
     mdm bench train [--widths 64,128] [--threads 1,2] [--steps 6] [--rounds 3] [--depth 2]
-                    [--precision-widths 64,128,256] [--no-full] [--no-minimal] [--no-layout] [--json FILE]
+                    [--precision-widths 64,128,256] [--no-full] [--no-minimal] [--no-layout] [--compile]
+                    [--json FILE]
 
 Widths 256 and 384 (the earlier default) are ``--widths 64,128,256,384``. See mdm/bench.py for what
 each row times; a benchmark prints figures and never asserts a speed.
@@ -55,6 +56,9 @@ def _train_args(p) -> None:
     p.add_argument("--no-minimal", action="store_true", help="skip the minimal-GPT comparison")
     p.add_argument("--no-layout", action="store_true", help="skip 2 processes x 1 thread vs 1 x 2 threads")
     p.add_argument(
+        "--compile", action="store_true", help="also time eager vs torch.compile'd steps (train.compile)"
+    )
+    p.add_argument(
         "--work-dir", default=None, help="where the synthetic data and runs go (default: a temp dir)"
     )
     p.add_argument("--json", default=None, help="also write every figure to this JSON file")
@@ -96,6 +100,7 @@ def run(args) -> int:
         minimal=not args.no_minimal,
         layout=not args.no_layout,
         precision_widths=_ints("--precision-widths", args.precision_widths),
+        compile=args.compile,
         work_dir=args.work_dir,
     )
     if args.json:
