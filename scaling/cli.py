@@ -1,6 +1,7 @@
 """Command line: ``python -m scaling fit | report | synth``.
 
 python -m scaling fit RESULTS.csv --approach 1|2|3 [--bootstrap N] [--json OUT] [--plot DIR]
+python -m scaling fit RESULTS.csv --form data-constrained [--bootstrap N] [--json OUT] [--plot DIR]
 python -m scaling report RESULTS.csv --out DIR [--bootstrap N] [--families mdlm,ar]
 python -m scaling synth OUT.csv [--families mdlm,ar]     (a results file from known parameters)
 """
@@ -68,9 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
         "fit", help="fit one approach to RESULTS.csv, print a table, optionally write JSON/plots"
     )
     f.add_argument("results", help="CSV with params,tokens,loss (optional flops,family,name)")
-    f.add_argument("--approach", type=int, choices=(1, 2, 3), required=True)
+    f.add_argument("--approach", type=int, choices=(1, 2, 3), help="1 | 2 | 3 (or --form)")
     f.add_argument(
-        "--bootstrap", type=int, default=0, metavar="N", help="bootstrap resamples over runs (0: none)"
+        "--form",
+        choices=("data-constrained",),
+        help="data-constrained: R_D* of repeated data per family (scaling/data_constrained.py)",
+    )
+    f.add_argument(
+        "--bootstrap",
+        type=int,
+        default=None,
+        metavar="N",
+        help="bootstrap resamples over runs (default 0: none; --form data-constrained: 200)",
     )
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--level", type=float, default=0.95, help="percentile-interval level")
@@ -155,6 +165,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from scaling.bootstrap import bootstrap_approach1, bootstrap_approach2, bootstrap_approach3
     from scaling.results import load_results, load_run_histories
 
+    if args.form == "data-constrained":
+        from scaling.data_constrained import run_fit
+
+        n_boot = 200 if args.bootstrap is None else args.bootstrap
+        run_fit(args.results, args.json, args.plot, n_boot, args.seed, args.level, args.family)
+        return 0
+    if args.approach is None:
+        raise ScalingInputError("fit needs --approach 1|2|3 or --form data-constrained")
+    args.bootstrap = args.bootstrap or 0
     res = load_results(args.results)
     fams = res.families
     if args.family:
