@@ -192,3 +192,42 @@ def test_bench_compile_rows(tmp_path):
     assert row["width"] == 32 and row["eager_tokens_per_s"] > 0 and row["compiled_tokens_per_s"] > 0
     assert row["compiled_over_eager"] > 0 and row["compile_s"] > 0
     assert any("compiled/eager" in line for line in lines)
+
+
+def test_sbatch_for_n_nodes_by_m_gpus(tmp_path):
+    """N = 2 nodes x M = 4 GPUs: train.num_nodes=2, train.devices=4 (ranks per node), gpus_per_node=4."""
+    import yaml
+
+    from mdm.sweep.plan import build_plan
+    from mdm.sweep.slurm import render
+    from mdm.sweep.spec import SweepError, load_spec
+
+    def spec(devices, gpus):
+        path = tmp_path / f"s{devices}{gpus}.yaml"
+        over = [*DATA, f"train.devices={devices}", "train.num_nodes=2", "train.strategy=ddp"]
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "name": "nxm",
+                    "out_dir": str(tmp_path / "sweep"),
+                    "base": {"files": [str(DEBUG_YAML)], "overrides": over},
+                    "axes": {"train.seed": [0, 1]},
+                    "slurm": {
+                        "partition": "gpu",
+                        "time": "08:00:00",
+                        "gpus_per_node": gpus,
+                        "cpus_per_task": 8,
+                    },
+                }
+            )
+        )
+        return build_plan(load_spec(path))
+
+    plan = spec(4, 4)
+    text = render(plan, plan.runs, tmp_path / "tasks.txt")
+    for line in ["#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=4", "#SBATCH --gpus-per-node=4"]:
+        assert line in text, line
+    assert "srun --kill-on-bad-exit=1" in text  # Lightning reads its 8 ranks from srun's environment
+    bad = spec(4, 2)
+    with pytest.raises(SweepError, match="gpus_per_node=2 < train.devices=4"):
+        render(bad, bad.runs, tmp_path / "tasks.txt")
