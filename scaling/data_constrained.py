@@ -14,7 +14,10 @@ Prabhudesai et al. 2025 fit the same form to masked diffusion models and report 
 **Procedure: two stages, Muennighoff's.** (1) The base law L(N, D) is fitted on the single-epoch rows
 alone (R_D <= ``SINGLE_EPOCH_RD``; there D' = D to within R_D^2 / (2 R_D*) relative), so its exponents
 are pinned by data in which repetition plays no part. (2) With the base law held fixed, R_D* is fitted on
-the repeated rows. A joint fit would let the base law bend (beta and E trade against R_D*) to absorb the
+the repeated rows. Repeated rows whose loss lies above L(N, U) (by more than 3 single-epoch residual
+SDs, at least 0.01), the law's worst case D' = U, overfit in a way no R_D* describes (a small model
+memorising a small subset can end far above one epoch's loss): they are left out of stage 2 and named
+in the warnings. A joint fit would let the base law bend (beta and E trade against R_D*) to absorb the
 repetition penalty; the two-stage fit keeps the question "how far below the fresh-data curve do repeated
 runs fall" separate from "what is the fresh-data curve". R_N* (excess parameters) is not fitted: every
 run here has its own N, none is parameter-limited by design.
@@ -52,6 +55,7 @@ MAX_DECADES = 1.0  # an interval wider than this (hi/lo > 10) does not pin R_D* 
 EXP_GRID = np.linspace(0.02, 2.0, 100)  # exponent grid of stage 1 (alpha, beta)
 R_GRID = np.logspace(math.log10(R_BOUNDS[0]), math.log10(R_BOUNDS[1]), 601)
 SIZE_RTOL = 1e-6  # params within this relative distance are one size
+OVERFIT_SDS, OVERFIT_MIN = 3.0, 0.01  # a repeated row this far above L(N, U) is outside the law
 PROCEDURE = (
     "two-stage (Muennighoff et al. 2023): L(N, D) = E + A/N^alpha + B/D^beta fitted on single-epoch rows "
     f"(R_D <= {SINGLE_EPOCH_RD}), then R_D* of D' = U + U R_D* (1 - exp(-R_D/R_D*)) on the repeated rows "
@@ -110,6 +114,7 @@ class DataConstrainedFit:
     resid_sd_single: float  # stage-1 residual standard deviation (nats/token)
     resid_sd_repeated: float  # stage-2 residual standard deviation
     max_penalty: float  # largest L(D') - L(D) the fit gives the repeated rows
+    excluded: list[str] = field(default_factory=list)  # repeated rows above L(N, U), not fitted
     interval: dict[str, Any] | None = None
     base_intervals: dict[str, dict[str, float]] = field(default_factory=dict)
     reasons: list[str] = field(default_factory=list)  # why R_D* is not a result
@@ -134,6 +139,7 @@ class DataConstrainedFit:
             "resid_sd_single_epoch": self.resid_sd_single,
             "resid_sd_repeated": self.resid_sd_repeated,
             "max_repetition_penalty": self.max_penalty,
+            "excluded_rows": list(self.excluded),
             "procedure": PROCEDURE,
         }
 
@@ -278,11 +284,20 @@ def fit_family(
             )
     cols = lambda t: [t[c].to_numpy(dtype=np.float64) for c in ("params", "unique_tokens", "tokens", "loss")]  # noqa: E731
     sn, _, sd, sl = cols(single)
-    rn, ru, rd, rl = cols(rep)
     base, rss1 = fit_base(sn, sd, sl)
-    r_star, rss2 = fit_r_star(base, rn, ru, rd, rl)
-    fresh = base.loss(rn, rd)
-    penalty = base.loss(rn, effective_data(ru, rd, r_star)) - fresh
+    resid_sd1 = math.sqrt(rss1 / max(len(single) - (5 if sized else 3), 1))
+    # The law's worst case is D' = U (repeats worth nothing): a repeated run above L(N, U) overfits in a way
+    # no R_D* describes; such rows are left out of stage 2 and named (module docstring).
+    rn, ru, rd, rl = cols(rep)
+    over = rl > base.loss(rn, ru) + max(OVERFIT_SDS * resid_sd1, OVERFIT_MIN)
+    excluded = rep["name"].astype(str)[over].tolist()
+    rep = rep[~over]
+    rn, ru, rd, rl = cols(rep)
+    if len(rep) >= 2:
+        r_star, rss2 = fit_r_star(base, rn, ru, rd, rl)
+        penalty = base.loss(rn, effective_data(ru, rd, r_star)) - base.loss(rn, rd)
+    else:
+        r_star, rss2, penalty = math.nan, math.nan, np.array([math.nan])
     fit = DataConstrainedFit(
         family=family,
         base=base,
@@ -290,11 +305,23 @@ def fit_family(
         n_single=len(single),
         n_repeated=len(rep),
         max_repetitions=float(df["repetitions"].max()),
-        resid_sd_single=math.sqrt(rss1 / max(len(single) - (5 if sized else 3), 1)),
+        resid_sd_single=resid_sd1,
         resid_sd_repeated=math.sqrt(rss2 / max(len(rep) - 1, 1)),
         max_penalty=float(np.max(penalty)),
+        excluded=excluded,
     )
     sink = fit.warnings
+    if excluded:
+        warn(
+            f"family {family}: {len(excluded)} repeated rows lie above the loss of one epoch of their subset "
+            f"(L(N, U), the law's worst case) and are left out of the R_D* fit: {', '.join(excluded)}; they "
+            "overfit beyond what the law describes, and leaving them out makes R_D* an upper estimate there",
+            sink,
+        )
+    if len(rep) < 2:
+        fit.reasons.append(f"only {len(rep)} repeated rows within the law's range (R_D* needs 2)")
+        warn(f"family {family}: R_D* not determined: {fit.reasons[0]}", sink)
+        return fit
     for name, v in (("beta", base.beta),) + ((("alpha", base.alpha),) if sized else ()):
         if v <= EXP_GRID[0] * 1.01 or v >= EXP_GRID[-1] * 0.99:
             warn(f"family {family}: base-law {name} = {v:.3g} is at the edge of its range", sink)
@@ -442,6 +469,20 @@ def synthetic_results(
 
 
 # --- figure --------------------------------------------------------------------------------------------
+def _points(ax: Any, x: Any, y: Any, excluded: Any, top: float, color: str, label: str) -> None:
+    """Fitted rows as dots; rows left out of the fit (above L(N, U)) as ^ clipped at ``top``, their loss
+    written beside them."""
+    x, y, ex = np.asarray(x, float), np.asarray(y, float), np.asarray(excluded, bool)
+    ax.scatter(x[~ex], y[~ex], color=color, s=22, zorder=3, label=label)
+    if ex.any():
+        ax.scatter(x[ex], np.minimum(y[ex], top - 0.02), color=color, marker="^", s=40, zorder=3,
+                   label=f"{label}: above L(N, U), not fitted")  # fmt: skip
+        for xi, yi in zip(x[ex], y[ex]):
+            ax.annotate(
+                f"{yi:.2f}", (xi, top - 0.02), textcoords="offset points", xytext=(4, -10), fontsize=7
+            )
+
+
 def plot_data_constrained(df: pd.DataFrame, fits: dict[str, DataConstrainedFit]):
     """Per family (rows): loss against tokens D (single-epoch rows and the base law; repeated rows and
     their fitted curves) and loss against epochs at fixed N, one curve per U (solid: the fit; dashed:
@@ -457,7 +498,10 @@ def plot_data_constrained(df: pd.DataFrame, fits: dict[str, DataConstrainedFit])
         single, rep = t[t["repetitions"] <= SINGLE_EPOCH_RD], t[t["repetitions"] > SINGLE_EPOCH_RD]
         n = float(np.exp(np.mean(np.log(t["params"]))))
         rs = fit.r_star
-        label = f"R_D* = {rs:.3g}" + (
+        out = t["name"].astype(str).isin(fit.excluded).to_numpy()
+        top = float(t["loss"][~out].max()) + 0.15  # excluded rows are drawn clipped at the top (^)
+        bottom = float(t["loss"].min()) - 0.1
+        label = (f"R_D* = {rs:.3g}" if math.isfinite(rs) else "R_D*: -") + (
             f" [{fit.interval['lo']:.3g}, {fit.interval['hi']:.3g}]" if fit.interval else ""
         )
         if not fit.determined:
@@ -470,9 +514,19 @@ def plot_data_constrained(df: pd.DataFrame, fits: dict[str, DataConstrainedFit])
         for k, u in enumerate(us):
             c = f"C{k}"
             tu = rep[rep["unique_tokens"] == u]
-            ax.scatter(tu["tokens"], tu["loss"], color=c, s=22, zorder=3, label=f"U = {u:,.0f}")
+            _points(
+                ax,
+                tu["tokens"],
+                tu["loss"],
+                tu["name"].astype(str).isin(fit.excluded),
+                top,
+                c,
+                f"U = {u:,.0f}",
+            )
             dd = np.geomspace(u, tu["tokens"].max() * 1.5, 100)
-            ax.plot(dd, fit.base.loss(n, effective_data(u, dd, rs)), color=c, lw=1.2)
+            if math.isfinite(rs):
+                ax.plot(dd, fit.base.loss(n, effective_data(u, dd, rs)), color=c, lw=1.2)
+        ax.set_ylim(bottom, top)
         ax.set_xscale("log")
         ax.set_xlabel("training tokens D")
         ax.set_ylabel("validation loss (nats/token)")
@@ -482,10 +536,13 @@ def plot_data_constrained(df: pd.DataFrame, fits: dict[str, DataConstrainedFit])
         for k, u in enumerate(us):
             c = f"C{k}"
             tu = t[np.isclose(t["unique_tokens"], u)]
-            ax.scatter(tu["tokens"] / u, tu["loss"], color=c, s=22, zorder=3, label=f"U = {u:,.0f}")
+            ex = tu["name"].astype(str).isin(fit.excluded)
+            _points(ax, tu["tokens"] / u, tu["loss"], ex, top, c, f"U = {u:,.0f}")
             e = np.geomspace(1.0, max(tu["tokens"].max() / u, 2.0) * 1.5, 100)
-            ax.plot(e, fit.base.loss(n, effective_data(u, u * e, rs)), color=c, lw=1.2)
+            if math.isfinite(rs):
+                ax.plot(e, fit.base.loss(n, effective_data(u, u * e, rs)), color=c, lw=1.2)
             ax.plot(e, fit.base.loss(n, u * e), color=c, lw=0.8, ls="--")
+        ax.set_ylim(bottom, top)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("epochs over the unique subset (D / U)")
         ax.set_ylabel("validation loss (nats/token)")

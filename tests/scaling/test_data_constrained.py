@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -138,3 +139,60 @@ def test_cli_writes_json_and_figure(tmp_path, capsys):
 
 def test_bounds_are_what_the_docs_say():
     assert R_BOUNDS == (1e-2, 1e4)
+
+
+NB_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+
+
+def test_notebook_is_stripped_and_executes(monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(NB_DIR / "data_constrained.ipynb", as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, "outputs not stripped"
+    monkeypatch.setenv("MDM_BOOTSTRAP", "20")
+    monkeypatch.delenv("MDM_RESULTS", raising=False)  # the shipped synthetic example
+    NotebookClient(
+        nb, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(NB_DIR)}}
+    ).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "kernel python:" in text
+    assert [o for o in outputs if "image/png" in o.get("data", {})]
+    tables = "".join(o.get("data", {}).get("text/plain", "") for o in outputs)
+    assert "R_D_star" in tables and "passes" in tables
+
+
+def test_example_file_matches_its_generator():
+    shipped = pd.read_csv(NB_DIR / "data_constrained_example.csv")
+    regenerated = synthetic_results(seed=0)
+    assert list(shipped.columns) == list(regenerated.columns)
+    assert shipped["name"].tolist() == regenerated["name"].tolist()
+    for c in ("params", "tokens", "unique_tokens", "loss"):
+        assert np.allclose(shipped[c], regenerated[c], rtol=1e-12)
+
+
+def test_rows_above_one_epoch_of_their_subset_are_left_out_and_named(tmp_path):
+    """A small model memorising a small subset can end far above L(N, U), the law's worst case: that row is
+    left out of stage 2 (named in a warning), and R_D* is recovered from the others."""
+    df = synthetic_results({"ar": 15.0}, seed=0)
+    worst = df.index[df["name"] == "ar-U32768-e64"][0]
+    df.loc[worst, "loss"] = 5.6
+    f = fit_data_constrained(df, n_boot=30)["ar"]
+    assert f.excluded == ["ar-U32768-e64"] and f.n_repeated == 7
+    assert f.r_star == pytest.approx(15.0, rel=0.05) and f.determined
+    assert any("ar-U32768-e64" in w and "left out" in w for w in f.warnings)
+    assert f.to_dict()["excluded_rows"] == ["ar-U32768-e64"]
+    from scaling.data_constrained import plot_data_constrained
+    from scaling.plots import save
+
+    save(plot_data_constrained(df, {"ar": f}), tmp_path, "dc")  # the clipped marker draws
+    # every repeated row above its ceiling: no R_D*, and the reason says so
+    rep = df["tokens"] > df["unique_tokens"] * 1.05
+    df.loc[rep, "loss"] = 6.0
+    f = fit_data_constrained(df, n_boot=30)["ar"]
+    assert not f.determined and f.to_dict()["R_D_star"] is None
+    assert f.reasons == ["only 0 repeated rows within the law's range (R_D* needs 2)"]
