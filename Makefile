@@ -6,7 +6,7 @@ export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-all test-slow lint format bench clean
+.PHONY: venv demo data-constrained test test-all test-slow lint format bench clean
 
 venv: $(STAMP)
 
@@ -18,6 +18,15 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	$(BIN)/python -m mdm demo
+
+# The data-constrained study (README "Data-constrained scaling"): sweep, collect, fit R_D* per family.
+DC_SPEC := configs/sweeps/data-constrained.yaml
+DC_OUT := data_constrained_out
+data-constrained: $(STAMP)
+	$(BIN)/python -m mdm data prepare books tokenizer=char vocab_size=256 --quiet
+	$(BIN)/python -m mdm sweep run $(DC_SPEC)
+	$(BIN)/python -m mdm sweep collect $(DC_SPEC) --params compute
+	$(BIN)/python -m scaling fit $(DC_OUT)/results.csv --form data-constrained --json $(DC_OUT)/fit.json --plot $(DC_OUT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
@@ -37,4 +46,4 @@ bench: $(STAMP)
 	$(BIN)/python -m mdm bench train
 
 clean:
-	rm -rf $(VENV) runs data/cache demo_out
+	rm -rf $(VENV) runs data/cache demo_out data_constrained_out
