@@ -250,7 +250,7 @@ def fit_r_star(
 
 
 def _at_bound(r: float) -> bool:
-    return r <= R_BOUNDS[0] * 1.02 or r >= R_BOUNDS[1] / 1.02
+    return r <= R_BOUNDS[0] * 1.05 or r >= R_BOUNDS[1] / 1.05  # within 5% of a bound
 
 
 # --- a family ------------------------------------------------------------------------------------------
