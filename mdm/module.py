@@ -19,6 +19,7 @@ from mdm.data.reshard import reshard_state
 from mdm.derived import Derived, lr_factor
 from mdm.diffusion import Objective
 from mdm.diffusion.noise import KeyedNoise, global_indices, step_generator
+from mdm.fsdp import full_tensors, reshard, shard_network, sharded_like
 from mdm.loading import build_objective
 from mdm.models.backbone import Transformer, set_activation_checkpointing
 from mdm.models.ema import EMA
@@ -69,6 +70,7 @@ class LitDiffusion(pl.LightningModule):
         self.data_state: dict | None = None  # position of the train loader after the last consumed batch
         self._pending_rng: dict | None = None
         self.wall_offset = 0.0  # wall seconds of earlier (interrupted) attempts
+        self._sharded = False
         self._val = [0.0, 0.0]
         self.last_step_stats: dict = {}
 
@@ -86,6 +88,20 @@ class LitDiffusion(pl.LightningModule):
 
     def val_dataloader(self):
         return self.loader_factory("validation", self.global_rank, self.trainer.world_size)
+
+    # ---- sharding (train.strategy=fsdp) ---------------------------------------------------------------
+    def configure_model(self):
+        """Under ``train.strategy=fsdp`` (Lightning's ModelParallelStrategy, which sets a device mesh):
+        FSDP2 ``fully_shard`` on every transformer block, then on the whole network (parameters become
+        DTensor shards; names, and so checkpoints, are unchanged); the EMA shadows are rebuilt over the
+        shards. Any other strategy: nothing to do."""
+        mesh = getattr(self, "_device_mesh", None)
+        if mesh is None or self._sharded:
+            return
+        shard_network(self.model, mesh["data_parallel"])
+        self._sharded = True
+        if self.ema is not None:
+            self.ema = EMA(self.model, self.cfg.optim.ema)
 
     # ---- optimisation --------------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -164,6 +180,7 @@ class LitDiffusion(pl.LightningModule):
         self._val = [0.0, 0.0]
         self._val_gen = torch.Generator(device=self.device).manual_seed(self.cfg.eval.seed)
         if self.ema is not None:
+            reshard(self.model)
             self._ema_ctx = self.ema.swapped_in(self.model)
             self._ema_ctx.__enter__()
 
@@ -178,6 +195,7 @@ class LitDiffusion(pl.LightningModule):
 
     def on_validation_epoch_end(self):
         if self.ema is not None:
+            reshard(self.model)  # FSDP2 keeps the root unit's weights gathered after a forward
             self._ema_ctx.__exit__(None, None, None)
         s, n = self._val
         if self.trainer.world_size > 1:
@@ -192,7 +210,7 @@ class LitDiffusion(pl.LightningModule):
     # ---- checkpoint extras: EMA, RNG, data position, wall time -----------------------------------------
     def on_save_checkpoint(self, checkpoint):
         checkpoint["mdm"] = {
-            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "ema": full_tensors(self.ema.state_dict()) if self.ema is not None else None,
             "rng": _rng_state(),
             "data_state": self.data_state,
             "wall_s": self.wall_offset + (time.perf_counter() - getattr(self, "_t0", time.perf_counter())),
@@ -205,7 +223,7 @@ class LitDiffusion(pl.LightningModule):
         if extra is None:
             raise ValueError("checkpoint has no 'mdm' section: not written by mdm train")
         if self.ema is not None and extra["ema"] is not None:
-            self.ema.load_state_dict(extra["ema"])
+            self.ema.load_state_dict(sharded_like(extra["ema"], self.ema.shadow))
         self._pending_rng = extra["rng"]
         self.data_state = extra["data_state"]
         self.wall_offset = float(extra["wall_s"])

@@ -175,6 +175,15 @@ def _precision(cfg: Config) -> str:
     )
 
 
+def _strategy(cfg: Config):
+    """``train.strategy``: auto | ddp as Lightning names them; fsdp: FSDP2 over every rank (mdm/fsdp.py)."""
+    if cfg.train.strategy != "fsdp":
+        return cfg.train.strategy
+    from mdm.fsdp import fsdp_strategy
+
+    return fsdp_strategy(cfg.train.devices * cfg.train.num_nodes)
+
+
 def _loggers(cfg: Config, run: RunDir):
     if not cfg.logging.wandb:
         return False
@@ -289,7 +298,7 @@ def _train(cfg: Config, run: RunDir, p: dict[str, Any]) -> dict[str, Any]:
         accelerator=cfg.train.accelerator,
         devices=cfg.train.devices,
         num_nodes=cfg.train.num_nodes,
-        strategy=cfg.train.strategy,
+        strategy=_strategy(cfg),
         precision=_precision(cfg),
         max_steps=derived.max_steps,
         val_check_interval=cfg.train.val_every,

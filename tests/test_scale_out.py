@@ -79,16 +79,21 @@ def test_activation_checkpointing_reaches_wrapped_backbones():
 
 
 # ---- mdm train in subprocesses ---------------------------------------------------------------------
-STEPS = 8
+STEPS = 10
 COMMON = [
     *DATA,
     f"train.max_steps={STEPS}",
-    "train.ckpt_every=4",
+    "train.ckpt_every=5",
     "train.val_every=1000",
     "train.val_batches=1",
     "train.accelerator=cpu",
     "train.threads=1",
 ]
+LAYOUTS = {
+    "1": [],
+    "ddp2": ["train.devices=2", "train.strategy=ddp"],
+    "fsdp2": ["train.devices=2", "train.strategy=fsdp"],
+}
 
 
 def _train(runs: Path, *extra: str, data: Path) -> RunDir:
@@ -117,41 +122,49 @@ def _resume_copy(src: RunDir, runs: Path, step: int) -> RunDir:
     return dst
 
 
-DDP = ["train.devices=2", "train.strategy=ddp"]
-
-
 @pytest.fixture(scope="module")
 def reference_runs(tmp_path_factory):
-    """MDLM for 8 steps on 1 process and on 2 gloo ranks (same global batch of 8), checkpoints at 4."""
+    """MDLM (EMA on) for 10 steps on 1 process, 2 DDP gloo ranks and 2 FSDP ranks (same global batch of
+    8), checkpoints at 5: {layout: (root, run)}."""
     root = tmp_path_factory.mktemp("scale-out")
-    return root, _train(root / "one", data=root / "data"), _train(root / "two", *DDP, data=root / "data")
+    return root, {k: _train(root / k, *v, data=root / "data") for k, v in LAYOUTS.items()}
 
 
 @pytest.mark.slow
-def test_two_gloo_ranks_train_mdlm_like_one_process(reference_runs):
-    """Per-step diffusion losses equal (same masks, times and data): the noise is per global sequence."""
-    _, one, two = reference_runs
-    assert two.read_summary()["derived"]["world_size"] == 2
-    l1, l2 = _losses(one), _losses(two)
+@pytest.mark.parametrize("layout", ["ddp2", "fsdp2"])
+def test_two_gloo_ranks_train_mdlm_like_one_process(reference_runs, layout):
+    """Per-step diffusion losses equal (same masks, times and data): the noise is per global sequence.
+    fsdp2: FSDP2 through Lightning's ModelParallelStrategy, on CPU gloo, parameters sharded per block."""
+    _, runs = reference_runs
+    assert runs[layout].read_summary()["derived"]["world_size"] == 2
+    l1, l2 = _losses(runs["1"]), _losses(runs[layout])
     assert sorted(l1) == sorted(l2) == list(range(1, STEPS + 1))
     assert [l2[k] for k in sorted(l2)] == pytest.approx([l1[k] for k in sorted(l1)], rel=1e-5)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("direction", ["2->1", "1->2"])
-def test_resume_across_world_sizes(reference_runs, direction):
-    """A run checkpointed at step 4 on 2 ranks resumes on 1 (and 1 on 2) with the same global batch:
-    steps 5-8 have the losses of the uninterrupted run (data position re-sharded, noise keyed)."""
-    root, one, two = reference_runs
-    src, extra = (two, []) if direction == "2->1" else (one, DDP)
-    dst = _resume_copy(src, root / f"resume-{direction.replace('->', 'to')}", 4)
-    got = _losses(_train(dst.path.parent, *extra, data=root / "data"))
-    want = _losses(src)
+@pytest.mark.parametrize("src,dst", [("ddp2", "1"), ("1", "ddp2"), ("fsdp2", "1"), ("1", "fsdp2")])
+def test_resume_across_world_sizes_and_strategies(reference_runs, src, dst):
+    """A run checkpointed at step 5 on 2 ranks (DDP or FSDP) resumes on 1 process, and 1 on 2, with the
+    same global batch: steps 6-10 have the losses of the uninterrupted run (model, optimizer, EMA and
+    data position carried over and re-sharded; the noise is keyed, not saved)."""
+    root, runs = reference_runs
+    copy = _resume_copy(runs[src], root / f"resume-{src}-to-{dst}", 5)
+    got = _losses(_train(copy.path.parent, *LAYOUTS[dst], data=root / "data"))
+    want = _losses(runs[src])
     assert sorted(got) == list(range(1, STEPS + 1))
-    assert [got[k] for k in range(5, STEPS + 1)] == pytest.approx(
-        [want[k] for k in range(5, STEPS + 1)], rel=1e-5
-    )
-    assert dst.read_summary()["derived"]["world_size"] == (1 if direction == "2->1" else 2)
+    late = range(6, STEPS + 1)
+    assert [got[k] for k in late] == pytest.approx([want[k] for k in late], rel=1e-5)
+    summary = copy.read_summary()
+    assert summary["derived"]["world_size"] == (1 if dst == "1" else 2)
+    # the final weights and EMA weights are the uninterrupted run's (full tensors in every checkpoint)
+    a, b = (torch.load(r.last_ckpt, weights_only=True) for r in (copy, runs[src]))
+    assert a["global_step"] == b["global_step"] == STEPS
+    for k, v in b["state_dict"].items():
+        torch.testing.assert_close(a["state_dict"][k], v, rtol=1e-4, atol=1e-6)
+    assert set(a["mdm"]["ema"]) == set(b["mdm"]["ema"])
+    for k, v in b["mdm"]["ema"].items():
+        torch.testing.assert_close(a["mdm"]["ema"][k], v, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.slow
@@ -231,3 +244,26 @@ def test_sbatch_for_n_nodes_by_m_gpus(tmp_path):
     bad = spec(4, 2)
     with pytest.raises(SweepError, match="gpus_per_node=2 < train.devices=4"):
         render(bad, bad.runs, tmp_path / "tasks.txt")
+
+
+def test_plain_optimizer_state_is_rekeyed_by_parameter_name_group_by_group():
+    """A ddp / one-process checkpoint numbers parameters in the order of the optimizer's (decay, no-decay)
+    groups; fsdp reads it by name (mdm/fsdp.py), which must follow the groups, not module.parameters()."""
+    from mdm.config import OptimConfig
+    from mdm.fsdp import optimizer_state_by_name
+    from mdm.optim import build_optimizer
+
+    cfg = load([DEBUG_YAML], []).model
+    net = Transformer(cfg, 40, time_conditioning=True)
+    opt = build_optimizer(net, OptimConfig(), fused=False)
+    net(torch.randint(0, 40, (2, 8)), torch.rand(2)).float().pow(2).mean().backward()
+    opt.step()
+    order = [p for g in opt.param_groups for p in g["params"]]
+    assert [id(p) for p in order] != [id(p) for p in net.parameters()]  # the case that needs the groups
+    by_name = optimizer_state_by_name(opt.state_dict(), opt, net)
+    names = {id(p): n for n, p in net.named_parameters()}
+    for p in order:
+        assert torch.equal(by_name["state"][names[id(p)]]["exp_avg"], opt.state[p]["exp_avg"])
+    assert [g["params"] for g in by_name["param_groups"]] == [
+        [names[id(p)] for p in g["params"]] for g in opt.param_groups
+    ]
