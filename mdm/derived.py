@@ -3,7 +3,13 @@
 * per-device micro-batch and gradient accumulation from the global batch and the device count;
 * optimizer steps from ``train.max_steps``, a token budget ``train.tokens`` or a FLOP budget
   ``train.flops`` (FLOPs per token from :mod:`mdm.flops`);
-* warmup steps from ``optim.warmup_steps`` or ``optim.warmup_frac``.
+* warmup steps from ``optim.warmup_steps`` or ``optim.warmup_frac``;
+* the width rule (depth -> width and heads, :func:`resolve_dims`) and the backbone's parameter and FLOP
+  counts from the config alone (:func:`backbone_counts`, what :func:`mdm.flops.count` finds in the built
+  network, without building it: the sweep planner counts this way);
+* the inverse-width learning-rate rule of isoFLOP sweeps (:func:`inv_width_lr`).
+
+No torch here: the sweep commands import this module and never import torch.
 """
 
 from __future__ import annotations
@@ -11,8 +17,76 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from mdm.config import Config, ConfigError
+from mdm.config import Config, ConfigError, ModelConfig
 from mdm.flops import Counts
+
+TIME_FREQ_DIM = 256  # sinusoidal features of the noise level (mdm.models.conditioning.TimeEmbedding)
+
+
+@dataclass(frozen=True)
+class Dims:
+    """Resolved sizes (the depth dial applied)."""
+
+    depth: int
+    d_model: int
+    n_heads: int
+    d_mlp: int
+    seq_len: int
+
+
+def resolve_dims(cfg: ModelConfig) -> Dims:
+    """Depth -> width/heads: d_model = aspect_ratio * depth rounded up to head_dim; heads = d_model/head_dim."""
+    d = cfg.d_model
+    if d is None:
+        d = cfg.aspect_ratio * cfg.depth
+        d = int(math.ceil(d / cfg.head_dim) * cfg.head_dim)
+    h = cfg.n_heads if cfg.n_heads is not None else max(1, d // cfg.head_dim)
+    if d % h:
+        raise ValueError(f"model.d_model={d} is not divisible by model.n_heads={h}")
+    return Dims(depth=cfg.depth, d_model=d, n_heads=h, d_mlp=cfg.mlp_ratio * d, seq_len=cfg.seq_len)
+
+
+def backbone_counts(cfg: ModelConfig, vocab_size: int, time_conditioning: bool) -> Counts:
+    """The counts :func:`mdm.flops.count` gives for ``Transformer(cfg, vocab_size, time_conditioning=...)``,
+    from the sizes alone (mdm/models/backbone.py): per block qkv (3 D^2) + out proj (D^2) + MLP (2 D d_mlp)
+    matmul weights and two bias-free LayerNorms (D each); a final LayerNorm; embedding V x D and head D x V
+    (one table when tied). Time conditioning adds the time MLP (256 -> c -> c, with biases) and adaLN
+    Linear(c, 6D) per block plus Linear(c, 2D) before the head (with biases), run once per sequence."""
+    dims = resolve_dims(cfg)
+    n, D, M, V, c = dims.depth, dims.d_model, dims.d_mlp, vocab_size, cfg.cond_dim
+    block_matmul = 4 * D * D + 2 * D * M
+    n_cond = n_cond_bias = 0
+    if time_conditioning:
+        n_cond = TIME_FREQ_DIM * c + c * c + n * 6 * D * c + 2 * D * c
+        n_cond_bias = c + c + n * 6 * D + 2 * D
+    embedding = V * D * (1 if cfg.tie_embeddings else 2)
+    total = embedding + n * block_matmul + (2 * n + 1) * D + n_cond + n_cond_bias
+    return Counts(
+        params_total=total,
+        params_embedding=embedding,
+        params_non_embedding=total - embedding,
+        n_matmul=n * block_matmul + V * D,
+        n_cond=n_cond,
+        n_layer=n,
+        d_model=D,
+        seq_len=dims.seq_len,
+    )
+
+
+def count_config(
+    model_cfg: ModelConfig, vocab_size: int, causal: bool = False, time_conditioning: bool = False
+) -> Counts:
+    """:func:`backbone_counts` (``causal`` changes no count: no causal halving, mdm/flops.py)."""
+    return backbone_counts(model_cfg, vocab_size, time_conditioning)
+
+
+def world_size(cfg: Config) -> int:
+    return max(1, cfg.train.devices) * max(1, cfg.train.num_nodes)
+
+
+def inv_width_lr(lr: float, ref_width: int, d_model: int) -> float:
+    """The inverse-width learning-rate rule: lr x ref_width / d_model (muP-like for the hidden matrices)."""
+    return lr * ref_width / d_model
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-import torch
-from torch import nn
-
 FLOP_CONVENTION = (
     "6*N_matmul + 12*n_layer*d_model*T per token (PaLM App. B; head included; no causal halving)"
     " + the objective's frozen networks and extra passes"
@@ -69,7 +66,7 @@ class Counts:
         return d
 
 
-def count(model: nn.Module, per_sequence: tuple[str, ...] = (), unused_head: bool = False) -> Counts:
+def count(model, per_sequence: tuple[str, ...] = (), unused_head: bool = False) -> Counts:
     """Count the shared backbone (mdm.models.backbone.Transformer) by walking its modules.
 
     A wrapper network (an objective's extra head around the backbone) exposes it as ``.backbone``;
@@ -77,6 +74,8 @@ def count(model: nn.Module, per_sequence: tuple[str, ...] = (), unused_head: boo
     per-sequence weights when they sit under one of the wrapper's submodules named in ``per_sequence``).
     ``unused_head``: the backbone's logits are computed but nothing trains through them.
     """
+    from torch import nn  # torch only where a network is walked: the sweep commands import this module
+
     wrapper = model
     model = getattr(model, "backbone", model)
     extra = [
@@ -116,14 +115,16 @@ def count(model: nn.Module, per_sequence: tuple[str, ...] = (), unused_head: boo
     )
 
 
-def _is_cond(m: nn.Module, model: nn.Module) -> bool:
+def _is_cond(m, model) -> bool:
     return any(m is a.lin for a in model.modules() if a.__class__.__name__ == "AdaLN")
 
 
-def forward_flops_per_token(model: nn.Module, seq_len: int, blocks: int | None = None) -> float:
+def forward_flops_per_token(model, seq_len: int, blocks: int | None = None) -> float:
     """FLOPs per token of one forward of a (frozen) backbone on ``seq_len`` tokens: the whole network
     (head included), or with ``blocks = k`` < depth the embedding and the first k blocks only (the
     hidden states of :func:`mdm.models.ccdd.hidden_states`; no final norm, no head)."""
+    from torch import nn
+
     net = getattr(model, "backbone", model)
     c = replace(count(net), seq_len=seq_len)
     if blocks is None or blocks == c.n_layer:
@@ -136,15 +137,6 @@ def forward_flops_per_token(model: nn.Module, seq_len: int, blocks: int | None =
     if net.time_embed is not None:
         cond += sum(m.weight.numel() for m in net.time_embed.modules() if isinstance(m, nn.Linear))
     return 2 * matmul + 4 * blocks * c.d_model * seq_len + 2 * cond / seq_len
-
-
-def count_config(model_cfg, vocab_size: int, causal: bool = False, time_conditioning: bool = False) -> Counts:
-    """Counts for a config without allocating weights (built on the meta device)."""
-    from mdm.models.backbone import Transformer
-
-    with torch.device("meta"):
-        model = Transformer(model_cfg, vocab_size, causal=causal, time_conditioning=time_conditioning)
-    return count(model)
 
 
 def tokens_for_flops(flops: float, counts: Counts) -> int:

@@ -3,8 +3,7 @@ from pathlib import Path
 import pytest
 
 from mdm.config import Config, ConfigError, from_dict, load, to_dict
-from mdm.derived import derive, lr_factor
-from mdm.flops import count_config
+from mdm.derived import count_config, derive, lr_factor
 
 REPO = Path(__file__).resolve().parents[1]
 ALL_YAML = sorted(p for p in (REPO / "configs").glob("*.yaml"))

@@ -4,7 +4,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from mdm.config import load
-from mdm.flops import count, count_config
+from mdm.derived import count_config
+from mdm.flops import count
 from mdm.models.backbone import Transformer
 
 

@@ -31,7 +31,6 @@ as plain ints/strs; after ``load_state_dict`` the next ``iter()`` continues exac
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,55 +39,13 @@ import numpy as np
 import torch
 
 from mdm.data.meta import DataError, DataMeta, load_meta
-from mdm.data.paths import cache_root, repo_root  # noqa: F401 (re-exported)
+from mdm.data.paths import cache_root, data_key, repo_root, resolve_data_dir  # noqa: F401 (re-exported)
 from mdm.data.prepare import prepare
 from mdm.data.shards import open_split
 from mdm.data.unique import check_subset
 
 SPLIT_ALIASES = {"val": "validation", "valid": "validation", "eval": "validation"}
 STATE_VERSION = 1
-
-
-def data_key(cfg: Any) -> str:
-    """Directory name for a data config: source + tokenizer (+ BPE size, synthetic params, path hash)."""
-    if cfg.name == "synthetic":
-        s = cfg.synthetic
-        key = (
-            f"synthetic-v{s.vocab}-k{s.order}-a{s.concentration:g}-n{s.num_tokens}-e{s.eval_tokens}-s{s.seed}"
-        )
-    else:
-        key = f"{cfg.name}-{cfg.tokenizer}"
-        if cfg.tokenizer == "bpe":
-            key += str(cfg.vocab_size)
-        if cfg.name == "files" and not cfg.path:
-            raise DataError("data.name=files needs data.path (a directory or glob of .txt/.jsonl/.parquet)")
-        if cfg.path and cfg.name not in ("books", "synthetic"):
-            key += "-" + hashlib.sha1(str(Path(cfg.path).expanduser().resolve()).encode()).hexdigest()[:10]
-    tok_from = getattr(getattr(cfg, "prepare", None), "tokenizer_from", None)
-    if tok_from and cfg.name != "synthetic":  # another dir's tokenizer: the key says which one
-        from mdm.data.shards import sha256_file
-        from mdm.data.tokenizer import TOKENIZER_FILE
-
-        key += "-tok" + sha256_file(Path(tok_from).expanduser() / TOKENIZER_FILE)[:10]
-    if getattr(cfg, "dtype", "auto") != "auto":
-        key += f"-{cfg.dtype}"
-    if getattr(cfg, "on_bad_file", "skip") != "skip" and cfg.name != "synthetic":
-        key += f"-{cfg.on_bad_file}"
-    if cfg.name == "books" and getattr(cfg, "books_sources", "auto") != "auto":
-        key += f"-{cfg.books_sources}"
-    return key
-
-
-def resolve_data_dir(cfg: Any) -> Path:
-    """``data.dir`` if set, else ``$MDM_DATA_DIR/<key>``, else ``<repo>/data/cache/<key>`` (a mixture:
-    its first source's)."""
-    if getattr(cfg, "mixture", None):
-        from mdm.data.mixture import components
-
-        return resolve_data_dir(components(cfg)[0][0])
-    if cfg.dir:
-        return Path(cfg.dir).expanduser()
-    return cache_root() / data_key(cfg)
 
 
 def ensure_prepared(cfg: Any, progress: bool = True, force: bool = False) -> Path:

