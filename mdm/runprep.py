@@ -1,5 +1,7 @@
-"""What a run needs that is derived from its config (data, vocabulary, objective, counts, derived values),
-without Lightning: ``mdm train`` and the sweep planner (which only counts) share it."""
+"""The build step of a run, without Lightning: config -> data, vocabulary -> objective (handed the run
+loader, :func:`mdm.loading.build_objective`) -> network (on the meta device, to count) -> counts and
+derived values. ``mdm train`` uses it; the sweep planner counts from the config alone
+(mdm/sweep/counts.py) and comes here only for objectives with frozen parts."""
 
 from __future__ import annotations
 
@@ -8,13 +10,9 @@ from typing import Any
 import torch
 
 from mdm.config import Config
-from mdm.derived import derive
+from mdm.derived import derive, world_size
 from mdm.loading import build_objective
 from mdm.vocab import Vocab
-
-
-def world_size(cfg: Config) -> int:
-    return max(1, cfg.train.devices) * max(1, cfg.train.num_nodes)
 
 
 def prepare_run(cfg: Config) -> dict[str, Any]:
