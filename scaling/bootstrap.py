@@ -23,6 +23,8 @@ bootstrap draws (ddof = 1).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -78,6 +80,28 @@ def resample_counts(n_points: int, n_boot: int, rng: np.random.Generator) -> np.
     return np.bincount(flat, minlength=n_boot * n_points).reshape(n_boot, n_points).astype(np.float64)
 
 
+def _begin(n_boot: int, seed: int) -> tuple[float, np.random.Generator]:
+    """(start time, seeded generator) of a bootstrap of ``n_boot`` resamples (at least 2)."""
+    if n_boot < 2:
+        raise ScalingInputError(f"bootstrap count must be >= 2, got {n_boot}")
+    return time.perf_counter(), np.random.default_rng(seed)
+
+
+def _each_resample(n_boot: int, draw: Callable[[], dict[str, Any]]) -> dict[str, np.ndarray]:
+    """The resampling loop: ``draw()`` refits one resample (drawing from the caller's generator) and returns
+    its values by name (NaN where it failed); the draws stacked per name, (n_boot, ...)."""
+    rows = [draw() for _ in range(n_boot)]
+    return {k: np.array([row[k] for row in rows], dtype=np.float64) for k in rows[0]}
+
+
+def _attach(fit, samples, intervals, t0: float, n_boot: int, seed: int, level: float, unit: str, **more):
+    """Set ``fit.samples``, ``fit.intervals`` and ``fit.bootstrap`` (n, seed, level, unit, ``more``, seconds)."""
+    fit.samples, fit.intervals = samples, intervals
+    fit.bootstrap = {"n": int(n_boot), "seed": int(seed), "level": level, "unit": unit, **more}
+    fit.bootstrap["seconds"] = time.perf_counter() - t0
+    return fit
+
+
 def reduced_starts(fit: Approach3Fit, k: int, seed: int = 0, min_dist: float = 0.05) -> np.ndarray:
     """Up to ``k`` starts: the full fit's distinct end points (best first), padded with grid points."""
     order = np.argsort(fit.start_objectives)
@@ -112,12 +136,7 @@ def bootstrap_approach3(
     chunk: int = 20000,
 ) -> Approach3Fit:
     """Attach bootstrap draws, intervals and metadata to ``fit`` (returned). See module docstring."""
-    import time
-
-    if n_boot < 2:
-        raise ScalingInputError(f"bootstrap count must be >= 2, got {n_boot}")
-    t0 = time.perf_counter()
-    rng = np.random.default_rng(seed)
+    t0, rng = _begin(n_boot, seed)
     x_raw, y_raw, ll = (
         np.log(np.asarray(n, float)),
         np.log(np.asarray(d, float)),
@@ -166,23 +185,24 @@ def bootstrap_approach3(
     samples = {"E": E, "A": A, "B": B, "alpha": alpha, "beta": beta, "a": a, "b": b, "G": G}
     samples = {k: np.where(ok, v, np.nan) for k, v in samples.items()}
     samples["theta"] = np.where(ok[:, None], th, np.nan)  # (R, 5), for the gap and plots
-    fit.samples = samples
-    fit.intervals = summarize({k: v for k, v in samples.items() if k != "theta"}, level)
-    fit.bootstrap = {
-        "n": int(n_boot),
-        "seed": int(seed),
-        "level": level,
-        "unit": "runs (rows), resampled with replacement",
-        "starts": "full grid"
+    intervals = summarize({k: v for k, v in samples.items() if k != "theta"}, level)
+    return _attach(
+        fit,
+        samples,
+        intervals,
+        t0,
+        n_boot,
+        seed,
+        level,
+        "runs (rows), resampled with replacement",
+        starts="full grid"
         if (isinstance(starts, str) and starts == "full")
         else f"{K} starts per resample (distinct optima of the full-grid fit, padded with grid points)",
-        "n_failed": int((~ok).sum()),
-        "n_switched": int(((best_k != 0) & ok).sum())
+        n_failed=int((~ok).sum()),
+        n_switched=int(((best_k != 0) & ok).sum())
         if isinstance(starts, str) and starts == "reduced"
         else None,
-        "seconds": time.perf_counter() - t0,
-    }
-    return fit
+    )
 
 
 def bootstrap_approach2(
@@ -202,12 +222,7 @@ def bootstrap_approach2(
     resample in which one of them fails the rule is a failed draw (counted in ``n_failed``, per
     budget in ``failed_by_budget``); it is not refitted on the remaining budgets, which would be
     a different estimator (the cause of point estimates outside their own intervals)."""
-    import time
-
-    if n_boot < 2:
-        raise ScalingInputError(f"bootstrap count must be >= 2, got {n_boot}")
-    t0 = time.perf_counter()
-    rng = np.random.default_rng(seed)
+    t0, rng = _begin(n_boot, seed)
     labels = budget_labels(df, budget_rtol)
     uniq = np.unique(labels)
     if uniq.size != len(fit.budgets):
@@ -221,60 +236,61 @@ def bootstrap_approach2(
     used = [j for j, b in enumerate(fit.budgets) if b.used]
     cb = np.array([fit.budgets[j].budget for j in used])
     nb = len(fit.budgets)
-    a_s, b_s, kn_s, kd_s = (np.full(n_boot, np.nan) for _ in range(4))
-    nb_s, db_s, lb_s = (np.full((n_boot, nb), np.nan) for _ in range(3))
     failed_by = np.zeros(nb, dtype=int)
     ranges = {j: (float(n[groups[j]].min()), float(n[groups[j]].max())) for j in used}
-    for r in range(n_boot):
+
+    def draw() -> dict[str, Any]:
+        out: dict[str, Any] = {k: np.nan for k in ("a", "b", "k_N", "k_D")}
+        out.update({k: np.full(nb, np.nan) for k in ("n_opt", "d_opt", "loss_min")})
         ok = True
         for j in used:
             g = _draw_sizes(groups[j], n, rng)
             bf = fit_budget(n[g], d[g], loss[g], fit.budgets[j].budget, size_range=ranges[j])
             if bf.used:
-                nb_s[r, j], db_s[r, j], lb_s[r, j] = bf.n_opt, bf.d_opt, bf.loss_min
+                out["n_opt"][j], out["d_opt"][j], out["loss_min"][j] = bf.n_opt, bf.d_opt, bf.loss_min
             else:
                 failed_by[j] += 1
                 ok = False
         if ok and len(used) >= MIN_BUDGETS:
-            nl = fit_power_law(cb, nb_s[r, used])
-            dl = fit_power_law(cb, db_s[r, used])
-            a_s[r], b_s[r], kn_s[r], kd_s[r] = nl.exponent, dl.exponent, nl.coef, dl.coef
+            nl = fit_power_law(cb, out["n_opt"][used])
+            dl = fit_power_law(cb, out["d_opt"][used])
+            out["a"], out["b"], out["k_N"], out["k_D"] = nl.exponent, dl.exponent, nl.coef, dl.coef
+        return out
+
+    draws = _each_resample(n_boot, draw)
+    a_s, b_s, kn_s, kd_s = draws["a"], draws["b"], draws["k_N"], draws["k_D"]
     ok = np.isfinite(a_s)
     G_s = kn_s * 6.0**a_s
-    fit.samples = {
+    samples = {
         "a": a_s,
         "b": b_s,
         "G": G_s,
         "k_N": kn_s,
         "k_D": kd_s,
-        "n_opt": np.where(ok[:, None], nb_s, np.nan),
-        "d_opt": np.where(ok[:, None], db_s, np.nan),
-        "loss_min": np.where(ok[:, None], lb_s, np.nan),
+        **{k: np.where(ok[:, None], draws[k], np.nan) for k in ("n_opt", "d_opt", "loss_min")},
     }
-    fit.intervals = summarize({"a": a_s, "b": b_s, "G": G_s, "a_plus_b": a_s + b_s}, level)
+    intervals = summarize({"a": a_s, "b": b_s, "G": G_s, "a_plus_b": a_s + b_s}, level)
     q = (1.0 - level) / 2.0
     with np.errstate(all="ignore"):
-        fit.budget_intervals = {
-            "n_opt": _nanq(fit.samples["n_opt"], q).tolist(),
-            "d_opt": _nanq(fit.samples["d_opt"], q).tolist(),
-            "loss_min": _nanq(fit.samples["loss_min"], q).tolist(),
-        }
-    fit.bootstrap = {
-        "n": int(n_boot),
-        "seed": int(seed),
-        "level": level,
-        "unit": "runs resampled with replacement within each budget; every resample refits the budgets the "
+        fit.budget_intervals = {k: _nanq(samples[k], q).tolist() for k in ("n_opt", "d_opt", "loss_min")}
+    return _attach(
+        fit,
+        samples,
+        intervals,
+        t0,
+        n_boot,
+        seed,
+        level,
+        "runs resampled with replacement within each budget; every resample refits the budgets the "
         "point fit used (upward parabola, vertex within the budget's sampled sizes) and fails if one of them "
         "does not; each budget's draw is redrawn until it holds >= 3 distinct sizes",
-        "bracketed_share": [
+        bracketed_share=[
             float(1.0 - failed_by[j] / n_boot) if fit.budgets[j].used else None for j in range(nb)
         ],
-        "failed_by_budget": failed_by.tolist(),
-        "n_failed": int((~ok).sum()),
-        "failed_share": float((~ok).mean()),
-        "seconds": time.perf_counter() - t0,
-    }
-    return fit
+        failed_by_budget=failed_by.tolist(),
+        n_failed=int((~ok).sum()),
+        failed_share=float((~ok).mean()),
+    )
 
 
 def _draw_sizes(group: np.ndarray, n: np.ndarray, rng: np.random.Generator, tries: int = 1000) -> np.ndarray:
@@ -308,31 +324,28 @@ def bootstrap_approach1(
     **kw: Any,
 ) -> Approach1Fit:
     """Bootstrap over whole runs (training curves) of the envelope fit."""
-    import time
-
-    if n_boot < 2:
-        raise ScalingInputError(f"bootstrap count must be >= 2, got {n_boot}")
-    t0 = time.perf_counter()
-    rng = np.random.default_rng(seed)
+    t0, rng = _begin(n_boot, seed)
     names = history["name"].unique()
     by_name = {k: g for k, g in history.groupby("name", sort=False)}
-    a_s, b_s, G_s = (np.full(n_boot, np.nan) for _ in range(3))
-    for r in range(n_boot):
+
+    def draw() -> dict[str, float]:
         pick = names[rng.integers(0, names.size, names.size)]
         uniq = np.unique(pick)  # a duplicated curve does not change a minimum
         try:
             f = fit_approach1(pd.concat([by_name[k] for k in uniq], ignore_index=True), quiet=True, **kw)
         except ScalingInputError:
-            continue
-        a_s[r], b_s[r], G_s[r] = f.a, f.b, f.G
-    fit.samples = {"a": a_s, "b": b_s, "G": G_s}
-    fit.intervals = summarize(fit.samples, level)
-    fit.bootstrap = {
-        "n": int(n_boot),
-        "seed": int(seed),
-        "level": level,
-        "unit": "runs (whole training curves) resampled with replacement",
-        "n_failed": int((~np.isfinite(a_s)).sum()),
-        "seconds": time.perf_counter() - t0,
-    }
-    return fit
+            return {"a": np.nan, "b": np.nan, "G": np.nan}
+        return {"a": f.a, "b": f.b, "G": f.G}
+
+    samples = _each_resample(n_boot, draw)
+    return _attach(
+        fit,
+        samples,
+        summarize(samples, level),
+        t0,
+        n_boot,
+        seed,
+        level,
+        "runs (whole training curves) resampled with replacement",
+        n_failed=int((~np.isfinite(samples["a"])).sum()),
+    )
