@@ -4,8 +4,8 @@ The comparison uses the autoregressive objective, whose training loss is a deter
 the batch and the weights: with the global batch split over 2 ranks (the loader gives rank r the
 blocks r::2 of what one process would see at the same step), losses normalised by the global token
 count and gradients all-reduced, every step's loss must equal the single-process one to float
-round-off. (A diffusion objective cannot be compared step by step: its masking noise is drawn per
-rank, so the two set-ups see different Monte Carlo draws of the same bound.)
+round-off. (The diffusion objectives compare step by step too, since their noise is keyed by global
+sequence index: tests/test_scale_out.py.)
 """
 
 from __future__ import annotations
