@@ -27,14 +27,11 @@ tokens come out unchanged and the free ones are drawn given them.
 
 from __future__ import annotations
 
-import time
-
 import torch
 
 from mdm.sampling.base import (
-    SampleResult,
+    Drawn,
     absorbing,
-    check_fits,
     model_device,
     register_sampler,
     sample_categorical,
@@ -109,7 +106,6 @@ def _rand(shape, device, generator):
 
 # -- samplers -------------------------------------------------------------------------------------------
 @register_sampler("ancestral", fits=fits_absorbing)
-@torch.no_grad()
 def ancestral(
     objective,
     model,
@@ -120,10 +116,8 @@ def ancestral(
     device=None,
     template: torch.Tensor | None = None,
     **_options,
-) -> SampleResult:
+) -> Drawn:
     """MDLM ancestral sampling on a uniform time grid: one network call per step (until nothing is masked)."""
-    check_fits("ancestral", objective)
-    started = time.perf_counter()
     z, device = _start(objective, model, shape, device, template)
     mask, nfe = objective.vocab.mask_id, 0
     grid = time_grid(steps)
@@ -136,11 +130,10 @@ def ancestral(
         nfe += 1
         unmask = masked & (_rand(z.shape, device, generator) < unmask_probability(objective.schedule, t, s))
         z[unmask] = sample_categorical(p[unmask], generator)
-    return SampleResult(z, nfe, time.perf_counter() - started, {"steps": steps})
+    return z, nfe, {"steps": steps}
 
 
 @register_sampler("cached", fits=fits_cached)
-@torch.no_grad()
 def cached(
     objective,
     model,
@@ -151,7 +144,7 @@ def cached(
     device=None,
     template: torch.Tensor | None = None,
     **_options,
-) -> SampleResult:
+) -> Drawn:
     """Ancestral sampling that reuses a time-agnostic network's output while a row's tokens are unchanged.
 
     Only rows whose tokens changed since their last call (and that still hold masks) are passed to the
@@ -159,8 +152,6 @@ def cached(
     ``extra["nfe_per_sequence"]`` is the mean number of calls each row needed (the quantity of the
     n (1 - (1 - 1/n)^L) formula, which holds for each row).
     """
-    check_fits("cached", objective)
-    started = time.perf_counter()
     z, device = _start(objective, model, shape, device, template)
     B, L = z.shape
     mask, N = objective.vocab.mask_id, objective.vocab.n_real
@@ -187,11 +178,10 @@ def cached(
         "nfe_per_sequence": row_calls.double().mean().item(),
         "row_calls": row_calls.cpu(),
     }
-    return SampleResult(z, nfe, time.perf_counter() - started, extra)
+    return z, nfe, extra
 
 
 @register_sampler("first_hitting", fits=fits_absorbing)
-@torch.no_grad()
 def first_hitting(
     objective,
     model,
@@ -202,11 +192,9 @@ def first_hitting(
     device=None,
     template: torch.Tensor | None = None,
     **_options,
-) -> SampleResult:
+) -> Drawn:
     """First-hitting sampler: one token unmasked per row per call, L calls (the number of masked positions of
     the fullest row with a template); ``steps`` unused."""
-    check_fits("first_hitting", objective)
-    started = time.perf_counter()
     z, device = _start(objective, model, shape, device, template)
     B, L = z.shape
     mask = objective.vocab.mask_id
@@ -225,11 +213,10 @@ def first_hitting(
         pos = keys.argmax(-1)  # a uniformly chosen masked position
         drawn = sample_categorical(p[rows, pos], generator)
         z[rows, pos] = torch.where(active, drawn, z[rows, pos])
-    return SampleResult(z, calls, time.perf_counter() - started, {"steps": calls, "final_t": tau.cpu()})
+    return z, calls, {"steps": calls, "final_t": tau.cpu()}
 
 
 @register_sampler("semi_ar", fits=fits_absorbing)
-@torch.no_grad()
 def semi_autoregressive(
     objective,
     model,
@@ -241,15 +228,13 @@ def semi_autoregressive(
     device=None,
     template: torch.Tensor | None = None,
     **_options,
-) -> SampleResult:
+) -> Drawn:
     """Block-wise left-to-right decoding: ``steps`` ancestral steps in total, split evenly over the blocks.
 
     Within a block the block's own clock runs from 1 to 0 (each step unmasks a block token with the ancestral
     probability); earlier blocks are clean and later ones masked. A time-conditioned network receives the
     time whose masking level 1 - alpha_t equals the fraction of the whole row that is still masked.
     """
-    check_fits("semi_ar", objective)
-    started = time.perf_counter()
     z, device = _start(objective, model, shape, device, template)
     B, L = z.shape
     block_size = block_size or max(1, L // 4)
@@ -275,4 +260,4 @@ def semi_autoregressive(
             )
             z[unmask] = sample_categorical(p[unmask], generator)
     extra = {"steps": steps, "block_size": block_size, "steps_per_block": per_block}
-    return SampleResult(z, nfe, time.perf_counter() - started, extra)
+    return z, nfe, extra

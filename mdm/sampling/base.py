@@ -3,7 +3,9 @@
 A sampler is ``sampler(objective, model, shape, steps, generator, **options) -> SampleResult`` and
 reports its number of network calls (NFE) and wall time. Samplers register by name, optionally with a
 ``fits(objective) -> reason | None`` check so that a sampler that does not fit an objective (e.g. the cached
-sampler with a time-conditioned network) fails with a clear error listing the ones that do.
+sampler with a time-conditioned network) fails with a clear error listing the ones that do. The registry
+owns what every sampler does around its loop (:func:`register_sampler`): the fit check, no gradients,
+the wall clock and the result.
 
 What a sampler may ask of an objective:
 
@@ -17,6 +19,8 @@ What a sampler may ask of an objective:
 
 from __future__ import annotations
 
+import functools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -38,16 +42,37 @@ class SampleResult:
     extra: dict = field(default_factory=dict)
 
 
+Drawn = tuple  # (tokens (N, L) int64, nfe, extra): what a registered sampler's body returns
+
+
 def register_sampler(name: str, fits: Callable[[object], str | None] | None = None):
-    """Register ``fn`` as sampler ``name``; ``fits(objective)`` returns why it does not fit, or None."""
+    """Register ``fn`` as sampler ``name``; ``fits(objective)`` returns why it does not fit, or None.
+
+    The registered sampler (also what the decorated name is bound to) checks the fit
+    (:class:`SamplerMismatchError` naming the samplers that fit), runs ``fn`` without gradients and times
+    it: ``fn`` returns ``(tokens (N, L), nfe, extra)``, wrapped in a :class:`SampleResult` with the wall
+    seconds of the call; a sampler that must time only part of its work (leaving out loading a model,
+    or using its wall time in ``extra``) returns its own SampleResult, passed through."""
 
     def deco(fn):
-        if name in SAMPLERS and SAMPLERS[name] is not fn:
+        if name in SAMPLERS and getattr(SAMPLERS[name], "__wrapped__", None) is not fn:
             raise ValueError(f"sampler {name!r} registered twice")
-        SAMPLERS[name] = fn
+
+        @functools.wraps(fn)
+        def sampler(objective, model, *args, **kwargs) -> SampleResult:
+            check_fits(name, objective)
+            started = time.perf_counter()
+            with torch.no_grad():
+                out = fn(objective, model, *args, **kwargs)
+            if isinstance(out, SampleResult):
+                return out
+            tokens, nfe, extra = out
+            return SampleResult(tokens, nfe, time.perf_counter() - started, extra)
+
+        SAMPLERS[name] = sampler
         if fits is not None:
             SAMPLER_FITS[name] = fits
-        return fn
+        return sampler
 
     return deco
 

@@ -21,11 +21,9 @@ fixed ones are written back after every step (SEDD's infilling by projection, an
 
 from __future__ import annotations
 
-import time
-
 import torch
 
-from mdm.sampling.base import SampleResult, check_fits, model_device, register_sampler, sample_categorical
+from mdm.sampling.base import Drawn, model_device, register_sampler, sample_categorical
 from mdm.sampling.condition import start_state
 
 
@@ -42,7 +40,6 @@ def _score_sampler(kind: str, objective, model, shape, steps, generator, device,
         )
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    started = time.perf_counter()
     device = device or model_device(model)
     graph, sched = objective.graph, objective.schedule
     B, L = shape
@@ -75,11 +72,10 @@ def _score_sampler(kind: str, objective, model, shape, steps, generator, device,
         logp = objective.denoiser_log_probs(model, x, t_last)[..., : objective.vocab.n_real]
         nfe += 1
         x[left] = sample_categorical(logp[left].double().exp(), generator)
-    return SampleResult(x, nfe, time.perf_counter() - started, {"steps": steps, "graph": graph.name})
+    return x, nfe, {"steps": steps, "graph": graph.name}
 
 
 @register_sampler("euler", fits=fits_scores)
-@torch.no_grad()
 def euler(
     objective,
     model,
@@ -90,14 +86,12 @@ def euler(
     device=None,
     template: torch.Tensor | None = None,
     **_options,
-) -> SampleResult:
+) -> Drawn:
     """SEDD Euler (first-order tau-leaping) sampler, one network call per step."""
-    check_fits("euler", objective)
     return _score_sampler("euler", objective, model, shape, steps, generator, device, top_p, template)
 
 
 @register_sampler("analytic", fits=fits_scores)
-@torch.no_grad()
 def analytic(
     objective,
     model,
@@ -108,7 +102,6 @@ def analytic(
     device=None,
     template: torch.Tensor | None = None,
     **_options,
-) -> SampleResult:
+) -> Drawn:
     """SEDD analytic (Tweedie tau-leaping) sampler, one network call per step."""
-    check_fits("analytic", objective)
     return _score_sampler("analytic", objective, model, shape, steps, generator, device, top_p, template)
