@@ -129,14 +129,15 @@ def energy_from(objective: Objective, model, ar_run: str | Path | None = None, d
     """The EDLM energy for an already loaded run: an ``edlm_nce`` run gives its NCE energy; a base run
     (mdlm | radd) plus ``ar_run`` gives the AR energy; anything else is a clear error."""
     from mdm.config import ConfigError
-    from mdm.diffusion.edlm import BASE_OBJECTIVES, ArEnergy, EdlmNCE, freeze
+    from mdm.diffusion.edlm import BASE_OBJECTIVES, ArEnergy, edlm_source, freeze
 
-    if isinstance(objective, EdlmNCE):
+    source = edlm_source(objective)
+    if source == "nce":
         if ar_run is not None:
             raise ConfigError("ar_run was given for an edlm_nce run: its energy is the trained network")
         return objective.energy(model)
     name = getattr(objective, "registry_name", "?")
-    if name in BASE_OBJECTIVES and not objective.causal:
+    if source == "base":
         if ar_run is None:
             raise ConfigError(
                 f"EDLM over a {name} run needs an energy: pass ar_run=<AR run> (AR energy) or sample an edlm_nce run"

@@ -71,11 +71,8 @@ PRETRAINED_EVALUATORS = ("smollm2", "gpt2-large")  # else --evaluator is an AR r
 
 
 def default_sampler(objective) -> str:
-    if getattr(objective, "causal", False):
-        return "ar"
-    if getattr(objective, "registry_name", "") == "edlm_nce":
-        return "edlm"
-    return "analytic" if hasattr(objective, "log_scores") else "ancestral"
+    """The sampler the objective declares (``Objective.default_sampler``)."""
+    return getattr(objective, "default_sampler", "ancestral")
 
 
 def load_text_tokenizer(run):

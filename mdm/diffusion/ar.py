@@ -15,6 +15,8 @@ from mdm.diffusion.registry import register_objective
 @register_objective("ar")
 class Autoregressive(Objective):
     causal = True
+    exact_likelihood = True
+    default_sampler = "ar"
     supports_time_conditioning = False
     uses_schedule = False
 

@@ -55,6 +55,20 @@ class Objective:
     default_time_conditioning: bool = False
     supports_time_conditioning: bool = True
     uses_schedule: bool = True
+    # -- capabilities: what samplers and evaluations may ask of it, declared here and read by them (never
+    #    guessed from the methods it happens to have, nor from its name) -----------------------------------
+    exact_likelihood: bool = (
+        False  # sequence_loss is the exact NLL (no time, no noise): mdm.eval.bound.is_exact
+    )
+    has_denoiser: bool = False  # denoiser_log_probs(model, z, t): p_theta(x0 | z_t), carry-over at unmasked
+    graph_name: str | None = "absorb"  # the forward process its denoiser inverts (SEDD sets its graph's)
+    has_scores: bool = False  # log_scores(model, x, t) and ``graph`` (mdm/diffusion/graphs.py)
+    has_conditional_loss: bool = False  # conditional_sequence_loss(model, batch, t, target, generator)
+    default_sampler: str = "ancestral"  # what `mdm sample` uses without --sampler
+    bound_estimator: str | None = (
+        None  # its own likelihood estimate (mdm.eval.bound.OWN_BOUNDS), else sequence_loss
+    )
+
     #: built on a trained run (EDLM-NCE's base, CCDD's encoder): ``__init__`` takes ``load_run``
     builds_on_runs: bool = False
     load_run = None  # (path, device) -> mdm.loading.LoadedRun, handed in by the build step

@@ -221,10 +221,22 @@ def freeze(model) -> None:
         p.requires_grad_(False)
 
 
+def edlm_source(objective) -> str | None:
+    """What an EDLM energy can be built from this (loaded) objective: ``"nce"`` (an edlm_nce run: its
+    trained energy), ``"base"`` (a masked diffusion base run, with an AR run for the AR energy) or None."""
+    if isinstance(objective, EdlmNCE):
+        return "nce"
+    if getattr(objective, "registry_name", "?") in BASE_OBJECTIVES and not getattr(
+        objective, "causal", False
+    ):
+        return "base"
+    return None
+
+
 def check_base_run(run, path, key: str = "objective.edlm.base_run"):
     """A loaded base run (EMA weights) must be a masked diffusion model (mdlm | radd); returned frozen."""
     name = getattr(run.objective, "registry_name", "?")
-    if name not in BASE_OBJECTIVES or run.objective.causal:
+    if edlm_source(run.objective) != "base":
         raise ConfigError(
             f"{key}={path} was trained with objective {name!r}; EDLM needs a masked diffusion base run "
             f"(objective {' or '.join(BASE_OBJECTIVES)})"
@@ -343,6 +355,8 @@ class EdlmNCE(Objective):
     causal = False
     default_time_conditioning = False
     builds_on_runs = True
+    default_sampler = "edlm"
+    bound_estimator = "edlm"  # mdm.eval.edlm.edlm_bound
 
     def __init__(self, cfg: Config, vocab: Vocab, load_run=None):
         super().__init__(cfg, vocab)
@@ -423,6 +437,9 @@ class EdlmAR(Objective):
     the ``edlm`` sampler / :func:`mdm.eval.edlm.edlm_bound`. ``mdm train`` on it stops with a ConfigError.
     """
 
+    default_sampler = "edlm"
+    bound_estimator = "edlm"
+
     def __init__(self, cfg: Config, vocab: Vocab):
         raise ConfigError(
             "objective edlm_ar has nothing to train (E = -log p_AR + log mu_theta needs no parameters); "
@@ -442,6 +459,7 @@ __all__ = [
     "check_base_run",
     "check_same_tokenizer",
     "denoiser_log_probs",
+    "edlm_source",
     "effective_sample_size",
     "freeze",
     "importance_log_weights",

@@ -20,6 +20,7 @@ from mdm.diffusion.registry import register_objective
 class MDLM(Objective):
     causal = False
     default_time_conditioning = False  # MDLM reports time conditioning unnecessary (§3.2.3)
+    has_denoiser = True
 
     def denoiser_log_probs(self, model, z: torch.Tensor, t: torch.Tensor, **kw) -> torch.Tensor:
         """log p_theta(x^l | z_t) over real tokens, (B, L, V) float32, with SUBS carry-over at unmasked l."""

@@ -40,6 +40,7 @@ class RADD(Objective):
     causal = False
     default_time_conditioning = False
     supports_time_conditioning = False  # the point of RADD: c_theta is time-independent
+    has_denoiser = True
 
     def __init__(self, cfg, vocab):
         super().__init__(cfg, vocab)

@@ -39,6 +39,9 @@ SEDD_LOSSES = ("default", "dse")
 class SEDD(Objective):
     causal = False
     default_time_conditioning = True
+    has_denoiser = True  # absorbing graph only: graph_name says which (samplers check it)
+    has_scores = True
+    default_sampler = "analytic"
 
     def __init__(self, cfg, vocab):
         super().__init__(cfg, vocab)

@@ -45,11 +45,9 @@ SE_METHOD = (
 
 
 def is_exact(objective) -> bool:
-    """Whether ``sequence_loss`` is the exact NLL (no time, no noise): AR, or ``exact_likelihood = True``."""
-    flag = getattr(objective, "exact_likelihood", None)
-    if flag is not None:
-        return bool(flag)
-    return getattr(objective, "registry_name", "") == "ar"
+    """Whether ``sequence_loss`` is the exact NLL (no time, no noise): the objective declares it
+    (``exact_likelihood``, e.g. AR)."""
+    return bool(getattr(objective, "exact_likelihood", False))
 
 
 def stratified_block_times(n: int, K: int, t_min: float, generator: torch.Generator) -> torch.Tensor:
@@ -117,15 +115,20 @@ def summarize(
     return out
 
 
-def default_bound_fn(objective) -> Callable:
-    """``(model, batch, t, generator) -> (B,)``: EDLM's own bound when it provides one, else sequence_loss."""
-    if str(getattr(objective, "registry_name", "")).startswith("edlm"):
-        try:
-            from mdm.eval.edlm import edlm_bound  # owned by the EDLM objective
+# the likelihood estimators objectives may declare as their own (``Objective.bound_estimator``)
+OWN_BOUNDS = {"edlm": ("mdm.eval.edlm", "edlm_bound")}
 
-            return lambda model, batch, t, g: edlm_bound(objective, model, batch, t, g)
-        except ImportError:
-            pass
+
+def default_bound_fn(objective) -> Callable:
+    """``(model, batch, t, generator) -> (B,)``: the objective's own estimator when it declares one
+    (``bound_estimator``, :data:`OWN_BOUNDS`), else its ``sequence_loss``."""
+    own = getattr(objective, "bound_estimator", None)
+    if own is not None:
+        import importlib
+
+        module, name = OWN_BOUNDS[own]
+        fn = getattr(importlib.import_module(module), name)
+        return lambda model, batch, t, g: fn(objective, model, batch, t, g)
     return lambda model, batch, t, g: objective.sequence_loss(model, batch, t, generator=g)
 
 

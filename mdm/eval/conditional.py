@@ -50,8 +50,8 @@ def _pad_id(objective) -> int:
 def supports(objective) -> bool:
     return (
         is_exact(objective)
-        or hasattr(objective, "conditional_sequence_loss")
-        or (hasattr(objective, "denoiser_log_probs") and getattr(objective, "schedule", None) is not None)
+        or getattr(objective, "has_conditional_loss", False)
+        or (getattr(objective, "has_denoiser", False) and getattr(objective, "schedule", None) is not None)
     )
 
 
@@ -115,10 +115,10 @@ def conditional_nll(
 
 def _conditional_bound(objective, model, x, valid, target, t, generator) -> torch.Tensor:
     """One estimate per row of the bound on -log p(x[target] | x[~target]): (B,)."""
-    if hasattr(objective, "conditional_sequence_loss"):
+    if getattr(objective, "has_conditional_loss", False):
         batch = {"input_ids": x, "attention_mask": valid}
         return objective.conditional_sequence_loss(model, batch, t, target, generator)
-    if hasattr(objective, "log_scores") and hasattr(objective, "graph"):
+    if getattr(objective, "has_scores", False):
         # SEDD: denoising score entropy with only the continuation diffused, + its prior KL term.
         sb, rate = objective.schedule.total_noise(t), objective.schedule.rate(t)  # (B,)
         xt = objective.graph.sample_forward(x, sb, target, generator)  # (B, T)
@@ -156,7 +156,7 @@ def greedy_match(
     device = next(model.parameters()).device
     pad = _pad_id(objective)
     out = np.zeros(len(pairs), dtype=bool)
-    if not is_exact(objective) and not hasattr(objective, "denoiser_log_probs"):
+    if not is_exact(objective) and not getattr(objective, "has_denoiser", False):
         raise NotImplementedError(
             f"objective {objective.registry_name!r} has no denoiser_log_probs: no greedy decoding"
         )

@@ -72,7 +72,7 @@ def lambada_accuracy(
 ) -> dict:
     """Accuracy, its binomial SE, and the target's nats/token (exact for AR, a K-sample bound otherwise)."""
     exact = is_exact(objective)
-    if not supports(objective) or not (exact or hasattr(objective, "denoiser_log_probs")):
+    if not supports(objective) or not (exact or getattr(objective, "has_denoiser", False)):
         return {
             "lambada_acc": None,
             "lambada_method": f"objective {objective.registry_name!r} has no denoiser_log_probs: not computed",

@@ -11,10 +11,12 @@ What a sampler may ask of an objective:
 
 * absorbing samplers: ``objective.denoiser_log_probs(model, z, t) -> (B, L, V)`` log p_theta(x0^l | z_t) over
   real tokens with carry-over at unmasked positions, ``objective.schedule`` and ``objective.time_conditioned``.
-  An objective is absorbing when it has ``denoiser_log_probs`` and its ``graph_name`` (default "absorb") is
+  An objective is absorbing when it declares ``has_denoiser`` and its ``graph_name`` (default "absorb") is
   "absorb"; an objective whose network needs more than (z, t) sets ``graph_name = None`` to opt out.
 * score samplers: ``objective.log_scores(model, x_t, t) -> (B, L, N)`` and ``objective.graph``
-  (:mod:`mdm.diffusion.graphs`).
+  (:mod:`mdm.diffusion.graphs`), declared by ``has_scores``.
+
+The capabilities are declared on the objective (:class:`mdm.diffusion.base.Objective`), never guessed.
 """
 
 from __future__ import annotations
@@ -96,7 +98,9 @@ def check_fits(name: str, objective) -> None:
 
 def absorbing(objective) -> bool:
     """Does ``objective`` offer an absorbing denoiser p_theta(x0 | z_t) (see the module docstring)?"""
-    return hasattr(objective, "denoiser_log_probs") and getattr(objective, "graph_name", "absorb") == "absorb"
+    return (
+        bool(getattr(objective, "has_denoiser", False)) and getattr(objective, "graph_name", None) == "absorb"
+    )
 
 
 def model_device(model) -> torch.device:

@@ -30,6 +30,7 @@ from mdm.diffusion.edlm import (
     BASE_OBJECTIVES,
     Energy,
     check_edlm_config,
+    edlm_source,
     effective_sample_size,
     importance_log_weights,
     sample_from_log_probs,
@@ -147,8 +148,7 @@ _ENERGIES: dict[tuple, Energy] = {}  # the last energy built by the sampler (one
 
 def edlm_fits(objective) -> str | None:
     """The edlm sampler runs on an edlm_nce run, or on a masked diffusion base run given ar_run."""
-    name = getattr(objective, "registry_name", "?")
-    if name == "edlm_nce" or (name in BASE_OBJECTIVES and not getattr(objective, "causal", False)):
+    if edlm_source(objective) is not None:
         return None
     return f"it needs an edlm_nce run or a {' / '.join(BASE_OBJECTIVES)} run (with ar_run)"
 

@@ -28,7 +28,7 @@ from mdm.sampling.condition import start_state
 
 
 def fits_scores(objective) -> str | None:
-    if not (hasattr(objective, "log_scores") and hasattr(objective, "graph")):
+    if not getattr(objective, "has_scores", False):
         return "it needs a score-based objective (sedd) with log_scores and a graph"
     return None
 
