@@ -93,6 +93,7 @@ LAYOUTS = {
     "1": [],
     "ddp2": ["train.devices=2", "train.strategy=ddp"],
     "fsdp2": ["train.devices=2", "train.strategy=fsdp"],
+    "fsdp2_ac": ["train.devices=2", "train.strategy=fsdp", "train.activation_checkpointing=true"],
 }
 
 
@@ -131,10 +132,11 @@ def reference_runs(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("layout", ["ddp2", "fsdp2"])
+@pytest.mark.parametrize("layout", ["ddp2", "fsdp2", "fsdp2_ac"])
 def test_two_gloo_ranks_train_mdlm_like_one_process(reference_runs, layout):
     """Per-step diffusion losses equal (same masks, times and data): the noise is per global sequence.
-    fsdp2: FSDP2 through Lightning's ModelParallelStrategy, on CPU gloo, parameters sharded per block."""
+    fsdp2: FSDP2 through Lightning's ModelParallelStrategy, on CPU gloo, parameters sharded per block;
+    fsdp2_ac: with activation checkpointing inside the sharded blocks."""
     _, runs = reference_runs
     assert runs[layout].read_summary()["derived"]["world_size"] == 2
     l1, l2 = _losses(runs["1"]), _losses(runs[layout])
