@@ -19,6 +19,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from mdm import options
+
 
 class ConfigError(ValueError):
     """A config problem, with a message naming the key and, where it applies, the valid choices."""
@@ -61,61 +63,55 @@ class ScheduleConfig:
 
 
 @dataclass
-class EdlmConfig:
-    """EDLM (energy-based residual diffusion; mdm/diffusion/edlm.py). ``objective.name`` picks the energy:
-    ``edlm_nce`` (a trained energy network) or ``edlm_ar`` (an AR model's likelihood; nothing to train)."""
+class ObjectiveBase:
+    """Which training objective, and what every objective reads (docs/MATH.md).
 
-    base_run: str | None = None  # run dir or checkpoint of the base masked diffusion model (mdlm | radd)
-    ar_run: str | None = None  # edlm_ar: run dir or checkpoint of the AR model (same tokenizer)
-    num_candidates: int = 16  # k candidates x0 ~ mu_theta(.|x_t) per importance-sampling step
-    # importance sampling at steps starting at t in [1 - window, 1]; 0 = never, 1 = every step (the paper's
-    # quality setting; it reports most of the gain, at its scale, from 0.2 -- its speed setting, with k = 2)
-    window: float = 1.0
-    nce_negatives_per_positive: int = 1  # edlm_nce: denoiser samples per real sequence (NCE noise ratio)
-    bound_samples: int = 16  # likelihood: IS samples per estimate of log Z and of a revealed-subset marginal
-    bound_steps: int = 128  # likelihood: discretisation (steps) of the process whose NELBO is reported
-
-
-@dataclass
-class CcddConfig:
-    """CCDD (coevolutionary continuous-discrete diffusion; mdm/diffusion/ccdd.py documents every field).
-
-    Tokens are masked as in MDLM; per-token vectors z0 = standardise(project(f(x0))) from a frozen encoder
-    (a trained run of this project) are noised by a Gaussian process. Loss per token = discrete NELBO
-    term + lambda_cont * MSE of the continuous head (mean over the d_cont dims).
+    Each objective's own options are declared in its own file (``mdm/diffusion/<objective>_options.py``,
+    :mod:`mdm.options`) and join this section in ``ObjectiveConfig``: ``objective.loss`` and
+    ``objective.graph`` (RADD, SEDD), ``objective.edlm.*`` (EDLM), ``objective.ccdd.*`` (CCDD), ...
     """
 
-    encoder: str = "embedding"  # embedding (token embedding table; per-position) | hidden (layer states)
-    encoder_run: str | None = None  # run dir or checkpoint of a trained run of this project
-    encoder_layer: int = -1  # hidden: blocks applied (0 = embeddings, -1 = last block after final norm)
-    encoder_input: str = "clean"  # hidden: clean (x0; leaks masked tokens) | masked (x_t; leak-free)
-    projection: str = "pca"  # pca (top principal components) | truncate (first d_cont coordinates)
-    d_cont: int = 32
-    process: str = "vp"  # vp: z = cos(pi s/2) z0 + sin(pi s/2) eps | flow: z = (1 - s) z0 + s eps
-    target: str = "x0"  # x0 (z0) | eps | velocity (vp: cos*eps - sin*z0; flow: eps - z0)
-    time_link: str = "shared"  # shared (s = t) | independent (s ~ U[t_min, 1]) | power (s = t^time_power)
-    time_power: float = 1.0
-    cont_drop: float = 0.1  # probability per sequence of a z-blind input (s = 1): enables guidance
-    lambda_cont: float = 1.0
-    continuous: bool = True  # false: exactly MDLM on the same backbone
-    bound: str = "discrete"  # what sequence_loss (validation/eval) reports: discrete | z_blind
-    stats_file: str | None = None  # None -> <encoder run>/ccdd_stats/<descriptor>.pt
-    compute_stats: bool = True  # compute missing statistics at the default path (explicit files never)
-    stats_batches: int = 16  # training batches of eval.batch_size sequences used for the statistics
-    guidance_scale: float = 0.0  # sampling: w in log p_c + w (log p_c - log p_blind); 0 = off
-
-
-@dataclass
-class ObjectiveConfig:
-    """Which training objective and its options (docs/MATH.md)."""
-
-    name: str = "mdlm"  # mdlm | ar | radd | sedd | edlm_nce | ccdd
+    name: str = "mdlm"  # a registered objective: mdlm | ar | radd | sedd | edlm_nce | edlm_ar | ccdd
     t_min: float = 1e-3  # lower end of the sampled time interval
     antithetic: bool = True  # stratified times across the global batch
-    loss: str = "default"  # radd: t_dce | lambda_dce | any_order ; others: default
-    graph: str = "absorb"  # sedd: absorb | uniform
-    edlm: EdlmConfig = field(default_factory=EdlmConfig)
-    ccdd: CcddConfig = field(default_factory=CcddConfig)
+
+
+_OBJECTIVE_CLASSES: dict[tuple, type] = {}
+
+
+def objective_config_class() -> type:
+    """``ObjectiveConfig``: :class:`ObjectiveBase` with the options every declared objective owns (the flat
+    keys first, then one field per section, by key); one class per set of declared sections."""
+    secs = sorted(options.sections(), key=lambda s: (s.key is not None, s.key or "", s.owner))
+    ident = tuple((s.owner, s.key, s.cls) for s in secs)
+    if ident not in _OBJECTIVE_CLASSES:
+        flat: dict[str, dataclasses.Field] = {}
+        for s in (s for s in secs if s.key is None):
+            for f in dataclasses.fields(s.cls):
+                if f.name in flat and flat[f.name].default != f.default:
+                    raise ValueError(
+                        f"objective.{f.name}: default {f.default!r} ({s.owner}) differs from "
+                        f"{flat[f.name].default!r} declared by another objective"
+                    )
+                flat.setdefault(f.name, f)
+        spec: list[tuple] = [
+            (name, flat[name].type, field(default=flat[name].default))
+            for name in options.FLAT_KEYS
+            if name in flat
+        ]
+        spec += [(s.key, s.cls, field(default_factory=s.cls)) for s in secs if s.key is not None]
+        cls = dataclasses.make_dataclass(
+            "ObjectiveConfig", spec, bases=(ObjectiveBase,), namespace={"__module__": __name__}
+        )
+        cls.__doc__ = ObjectiveBase.__doc__
+        _OBJECTIVE_CLASSES[ident] = cls
+    return _OBJECTIVE_CLASSES[ident]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ObjectiveConfig":  # composed from the declared options (objective_config_class)
+        return objective_config_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -242,7 +238,7 @@ class LoggingConfig:
 @dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    objective: ObjectiveBase = field(default_factory=lambda: objective_config_class()())
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -326,6 +322,9 @@ def validate(cfg: Config) -> None:
         )
     if cfg.data.unique_tokens and cfg.data.mixture:
         raise ConfigError("data.unique_tokens is not supported with data.mixture (set it to 0)")
+    bad = options.invalid_choice(cfg.objective, cfg.objective.name)  # the trained objective's own options
+    if bad:
+        raise ConfigError(bad)
     if not 0.0 <= cfg.objective.t_min < 1.0:
         raise ConfigError(f"objective.t_min must be in [0, 1), got {cfg.objective.t_min}")
 

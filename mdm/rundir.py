@@ -24,9 +24,9 @@ from typing import Any
 
 from mdm.config import Config, to_dict
 from mdm.io import atomic_write_json, read_jsonl
+from mdm.options import section_owners
 
 # Keys that do not change what is trained (bookkeeping, logging) and so do not enter the run name.
-_OBJECTIVE_SECTIONS = {"edlm": "edlm_nce", "ccdd": "ccdd"}  # objective sub-config -> the objective using it
 _NAME_EXCLUDED = {
     ("train", "runs_dir"),
     ("train", "run_name"),
@@ -49,9 +49,10 @@ def run_name(cfg: Config) -> str:
     if cfg.train.run_name:
         return cfg.train.run_name
     d = to_dict(cfg)
-    # Sub-sections of objectives other than the one trained do not enter the name either, so a change
-    # of, say, a CCDD default does not rename every MDLM run.
-    for sub, owner in _OBJECTIVE_SECTIONS.items():
+    # The option sections of objectives other than the one trained do not enter the name either (each
+    # objective declares its own: mdm/options.py), so a change of, say, a CCDD default, or a new
+    # objective, does not rename every MDLM run.
+    for sub, owner in section_owners().items():
         if cfg.objective.name != owner:
             d["objective"].pop(sub, None)
     if not d["data"].get("mixture"):

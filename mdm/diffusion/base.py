@@ -17,6 +17,7 @@ from mdm.config import Config, ConfigError
 from mdm.diffusion import noise
 from mdm.diffusion.schedules import Schedule, build_schedule
 from mdm.flops import Counts, count
+from mdm.options import invalid_choice
 from mdm.vocab import Vocab
 
 
@@ -55,6 +56,8 @@ class Objective:
     default_time_conditioning: bool = False
     supports_time_conditioning: bool = True
     uses_schedule: bool = True
+    #: its own options: a dataclass declared with ``@objective_options`` (mdm/options.py), else None
+    options: type | None = None
     # -- capabilities: what samplers and evaluations may ask of it, declared here and read by them (never
     #    guessed from the methods it happens to have, nor from its name) -----------------------------------
     exact_likelihood: bool = (
@@ -86,6 +89,9 @@ class Objective:
     def __init__(self, cfg: Config, vocab: Vocab):
         self.cfg, self.vocab = cfg, vocab
         self.ocfg = cfg.objective
+        bad = invalid_choice(self.ocfg, self.registry_name)  # its own options (config.validate checks too)
+        if bad:
+            raise ConfigError(bad)
         self.schedule: Schedule | None = build_schedule(cfg.schedule) if self.uses_schedule else None
         tc = cfg.model.time_conditioning
         self.time_conditioned = self.default_time_conditioning if tc is None else tc

@@ -47,6 +47,7 @@ import torch
 from mdm.config import Config, ConfigError
 from mdm.diffusion import noise
 from mdm.diffusion.base import LossOut
+from mdm.diffusion.ccdd_options import BOUNDS, PROCESSES, TARGETS, TIME_LINKS, CcddConfig  # noqa: F401
 from mdm.diffusion.encoders import (
     EncoderError,
     FrozenEncoder,
@@ -62,20 +63,12 @@ from mdm.diffusion.registry import register_objective
 from mdm.models.ccdd import LEVEL_FEATURES
 from mdm.vocab import Vocab
 
-PROCESSES = ("vp", "flow")
-TARGETS = ("eps", "x0", "velocity")
-TIME_LINKS = ("shared", "independent", "power")
-BOUNDS = ("discrete", "z_blind")
 _MIN_COEF = 1e-4  # floor of a denominator when converting an eps/x0 prediction at a degenerate level
-
-
-def _choice(key: str, value: str, valid: tuple[str, ...]) -> None:
-    if value not in valid:
-        raise ConfigError(f"objective.ccdd.{key}={value!r} is not valid; choose one of: {', '.join(valid)}")
 
 
 @register_objective("ccdd")
 class CCDD(MDLM):
+    options = CcddConfig
     causal = False
     default_time_conditioning = False
     builds_on_runs = True  # the encoder run (objective.ccdd.encoder_run), loaded on first use
@@ -84,13 +77,6 @@ class CCDD(MDLM):
         super().__init__(cfg, vocab)
         self.load_run = load_run
         c = self.ccfg = cfg.objective.ccdd
-        _choice("process", c.process, PROCESSES)
-        _choice("target", c.target, TARGETS)
-        _choice("time_link", c.time_link, TIME_LINKS)
-        _choice("bound", c.bound, BOUNDS)
-        _choice("encoder", c.encoder, ("embedding", "hidden"))
-        _choice("encoder_input", c.encoder_input, ("clean", "masked"))
-        _choice("projection", c.projection, ("pca", "truncate"))
         if c.d_cont <= 0:
             raise ConfigError(f"objective.ccdd.d_cont must be positive, got {c.d_cont}")
         if c.lambda_cont < 0:

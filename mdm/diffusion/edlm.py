@@ -42,9 +42,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from mdm.config import Config, ConfigError, EdlmConfig
+from mdm.config import Config, ConfigError
 from mdm.diffusion import noise
 from mdm.diffusion.base import Objective
+from mdm.diffusion.edlm_options import EdlmConfig
 from mdm.diffusion.registry import register_objective
 from mdm.vocab import Vocab
 
@@ -335,6 +336,7 @@ def _check_model_matches(cfg: Config, base_cfg: Config, tc: bool, base_tc: bool,
 # ---------------------------------------------------------------------------------------------------
 @register_objective("edlm_nce")
 class EdlmNCE(Objective):
+    options = EdlmConfig  # objective.edlm (edlm_ar reads it too; its runs train nothing)
     """Train the NCE energy of EDLM on top of a frozen base run (``objective.edlm.base_run``).
 
     The objective holds the frozen base model (``base_objective``, ``base_model``; not part of the trained

@@ -45,14 +45,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from mdm.diffusion.ccdd_options import ENCODER_INPUTS, ENCODERS, PROJECTIONS  # noqa: F401  (re-exported)
 from mdm.io import atomic_write_bytes
 from mdm.models.ccdd import hidden_states, resolve_layer
 from mdm.vocab import Vocab
 
 STATS_VERSION = 1
-ENCODERS = ("embedding", "hidden")
-ENCODER_INPUTS = ("clean", "masked")
-PROJECTIONS = ("pca", "truncate")
 # Fields of the statistics' metadata that must match the encoder they are used with.
 IDENTITY_KEYS = (
     "version",

@@ -27,16 +27,15 @@ from __future__ import annotations
 
 import torch
 
-from mdm.config import ConfigError
 from mdm.diffusion import noise
 from mdm.diffusion.base import Objective
+from mdm.diffusion.radd_options import RADD_LOSSES, RaddConfig  # noqa: F401
 from mdm.diffusion.registry import register_objective
-
-RADD_LOSSES = ("t_dce", "lambda_dce", "any_order")
 
 
 @register_objective("radd")
 class RADD(Objective):
+    options = RaddConfig
     causal = False
     default_time_conditioning = False
     supports_time_conditioning = False  # the point of RADD: c_theta is time-independent
@@ -44,16 +43,8 @@ class RADD(Objective):
 
     def __init__(self, cfg, vocab):
         super().__init__(cfg, vocab)
-        loss = "t_dce" if self.ocfg.loss == "default" else self.ocfg.loss
-        if loss not in RADD_LOSSES:
-            raise ConfigError(
-                f"objective.loss={self.ocfg.loss!r} is not valid for radd; choose one of: default, {', '.join(RADD_LOSSES)}"
-            )
-        if self.ocfg.graph != "absorb":
-            raise ConfigError(
-                f"objective.graph={self.ocfg.graph!r} is not valid for radd; it is absorbing only (absorb)"
-            )
-        self.loss_name = loss
+        # objective.loss / objective.graph: choices in radd_options.py, checked by Objective.__init__
+        self.loss_name = "t_dce" if self.ocfg.loss == "default" else self.ocfg.loss
 
     # -- the network ------------------------------------------------------------------------------------
     def log_probs(self, model, z: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -27,16 +27,15 @@ import math
 
 import torch
 
-from mdm.config import ConfigError
 from mdm.diffusion.base import Objective
-from mdm.diffusion.graphs import GRAPHS, build_graph, log_expm1
+from mdm.diffusion.graphs import build_graph, log_expm1
 from mdm.diffusion.registry import register_objective
-
-SEDD_LOSSES = ("default", "dse")
+from mdm.diffusion.sedd_options import SEDD_LOSSES, SeddConfig  # noqa: F401
 
 
 @register_objective("sedd")
 class SEDD(Objective):
+    options = SeddConfig
     causal = False
     default_time_conditioning = True
     has_denoiser = True  # absorbing graph only: graph_name says which (samplers check it)
@@ -45,14 +44,7 @@ class SEDD(Objective):
 
     def __init__(self, cfg, vocab):
         super().__init__(cfg, vocab)
-        if self.ocfg.loss not in SEDD_LOSSES:
-            raise ConfigError(
-                f"objective.loss={self.ocfg.loss!r} is not valid for sedd; choose one of: {', '.join(SEDD_LOSSES)}"
-            )
-        if self.ocfg.graph not in GRAPHS:
-            raise ConfigError(
-                f"objective.graph={self.ocfg.graph!r} is not valid; choose one of: {', '.join(sorted(GRAPHS))}"
-            )
+        # objective.loss / objective.graph: choices in sedd_options.py, checked by Objective.__init__
         self.graph = build_graph(self.ocfg.graph, vocab.n_real)
         self.graph_name = self.graph.name  # samplers read this: "absorb" | "uniform"
         self.log_n = math.log(vocab.n_real)

@@ -60,8 +60,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from mdm.config import EdlmConfig
 from mdm.diffusion.edlm import Energy, sample_from_log_probs, sequence_log_prob
+from mdm.diffusion.edlm_options import EdlmConfig
 from mdm.loading import energy_from
 from mdm.sampling.importance import in_window
 

@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from mdm.config import ConfigError, EdlmConfig
+from mdm.config import ConfigError
 from mdm.diffusion.edlm import (
     BASE_OBJECTIVES,
     Energy,
@@ -36,6 +36,7 @@ from mdm.diffusion.edlm import (
     sample_from_log_probs,
     sequence_log_prob,
 )
+from mdm.diffusion.edlm_options import EdlmConfig
 from mdm.loading import energy_from
 from mdm.sampling.base import SampleResult, register_sampler, sample_categorical
 from mdm.sampling.condition import start_state
