@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from mdm.config import Config, ConfigError
 from mdm.diffusion import noise
+from mdm.diffusion.graphs import absorb
 from mdm.diffusion.schedules import Schedule, build_schedule
 from mdm.flops import Counts, count
 from mdm.options import invalid_choice
@@ -149,11 +150,23 @@ class Objective:
 
         x: (B, L); t: (B,). Returns (z_t (B, L), masked (B, L) bool). Padding (valid=False) is never masked.
         """
-        move = (1 - self.schedule.alpha(t))[:, None]  # (B, 1)
-        masked = noise.rand(x.shape, generator, device=x.device) < move
-        if valid is not None:
-            masked &= valid
-        return torch.where(masked, torch.full_like(x, self.vocab.mask_id), x), masked
+        return absorb(x, (1 - self.schedule.alpha(t))[:, None], self.vocab.mask_id, valid, generator)
+
+    def carry_over(self, logp: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """SUBS carry-over: at positions where z^l is not the mask, log p(x^l = v) is 0 at v = z^l and -inf
+        elsewhere; masked positions keep ``logp`` (B, L, V)."""
+        unmasked = z != self.vocab.mask_id
+        if not unmasked.any():
+            return logp
+        carry = torch.full_like(logp, float("-inf")).scatter_(
+            -1, z.clamp(max=logp.shape[-1] - 1).unsqueeze(-1), 0.0
+        )
+        return torch.where(unmasked.unsqueeze(-1), carry, logp)
+
+    def masked_nll(self, logits: torch.Tensor, x: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+        """-log p(x^l) over real tokens at masked positions, 0 at the others (carried over): (B, L) float32."""
+        nll = self.real_token_nll(logits, x)
+        return torch.where(masked, nll, torch.zeros_like(nll))
 
     def clean_log_probs(self, logits: torch.Tensor) -> torch.Tensor:
         """log p(x^l = v | ...) over real tokens: mask and padding ids get -inf (SUBS zero-masking). float32.

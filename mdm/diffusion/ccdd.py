@@ -290,9 +290,7 @@ class CCDD(MDLM):
             z0 = self.encode(x, z_tok, t, valid)  # (B, L, d)
             zs = self.noise(z0, s, eps)
         logits, out = model(z_tok, self.sigma_input(t), z=zs, level=s, key_mask=valid)
-        logp = self.clean_log_probs(logits)  # (B, L, V)
-        nll = -logp.gather(-1, x.unsqueeze(-1)).squeeze(-1)  # (B, L)
-        nll = torch.where(masked, nll, torch.zeros_like(nll))
+        nll = self.masked_nll(logits, x, masked)  # (B, L)
         disc = self.schedule.mask_weight(t) * nll.sum(-1)  # (B,)
         n = torch.tensor(float(x.numel()), device=x.device) if valid is None else valid.sum().float()
         if blind:

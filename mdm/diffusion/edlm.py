@@ -60,12 +60,7 @@ def denoiser_log_probs(objective: Objective, model, z: torch.Tensor, t: torch.Te
     own = getattr(objective, "denoiser_log_probs", None)
     if own is not None:
         return own(model, z, t)
-    logp = objective.clean_log_probs(model(z, objective.sigma_input(t)))  # (B, L, V)
-    unmasked = (z != objective.vocab.mask_id).unsqueeze(-1)  # (B, L, 1)
-    carry = torch.full_like(logp, float("-inf")).scatter_(
-        -1, z.clamp(max=logp.shape[-1] - 1).unsqueeze(-1), 0.0
-    )
-    return torch.where(unmasked, carry, logp)
+    return objective.carry_over(objective.clean_log_probs(model(z, objective.sigma_input(t))), z)  # (B, L, V)
 
 
 def sequence_log_prob(logp: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

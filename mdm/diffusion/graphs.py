@@ -35,6 +35,22 @@ def register_graph(name: str):
     return deco
 
 
+def absorb(
+    x: torch.Tensor,
+    move: torch.Tensor,
+    mask_id: int,
+    valid: torch.Tensor | None = None,
+    generator: noise.Noise = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The absorbing forward process, one random stream for every absorbing objective (MDLM, RADD,
+    SEDD-absorb, EDLM, CCDD): position l is masked when u_l < move, u (B, L) float32 uniforms drawn from
+    ``generator``; padding (valid=False) never. ``move`` (B, 1): 1 - alpha_t. Returns (z, masked (B, L) bool)."""
+    masked = noise.rand(x.shape, generator, device=x.device) < move
+    if valid is not None:
+        masked &= valid
+    return torch.where(masked, torch.full_like(x, mask_id), x), masked
+
+
 def build_graph(name: str, n_real: int) -> Graph:
     """The graph named ``name`` (objective.graph) over ``n_real`` real tokens."""
     return lookup(GRAPHS, "objective.graph", name)(n_real)
@@ -152,10 +168,7 @@ class Absorbing(Graph):
 
     def sample_forward(self, x0, sigma_bar, valid=None, generator=None):
         move = -torch.expm1(-sigma_bar.double())[:, None]  # (B, 1) = 1 - alpha_t
-        masked = noise.rand(x0.shape, generator, device=x0.device, dtype=torch.float64) < move
-        if valid is not None:
-            masked &= valid
-        return torch.where(masked, torch.full_like(x0, self.mask), x0)
+        return absorb(x0, move, self.mask, valid, generator)[0]  # the draws of Objective.mask_tokens
 
     def sample_prior(self, shape, device, generator=None):
         return torch.full(shape, self.mask, dtype=torch.long, device=device)

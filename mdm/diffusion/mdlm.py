@@ -24,20 +24,12 @@ class MDLM(Objective):
 
     def denoiser_log_probs(self, model, z: torch.Tensor, t: torch.Tensor, **kw) -> torch.Tensor:
         """log p_theta(x^l | z_t) over real tokens, (B, L, V) float32, with SUBS carry-over at unmasked l."""
-        logp = self.clean_log_probs(model(z, self.sigma_input(t), **kw))  # (B, L, V)
-        unmasked = z != self.vocab.mask_id
-        if unmasked.any():
-            carry = torch.full_like(logp, float("-inf")).scatter_(
-                -1, z.unsqueeze(-1).clamp(max=logp.shape[-1] - 1), 0.0
-            )
-            logp = torch.where(unmasked.unsqueeze(-1), carry, logp)
-        return logp
+        return self.carry_over(self.clean_log_probs(model(z, self.sigma_input(t), **kw)), z)  # (B, L, V)
 
     def sequence_loss(self, model, batch, t, generator=None):
         x = batch["input_ids"]  # (B, L)
         valid = batch.get("attention_mask")
         z, masked = self.mask_tokens(x, t, valid, generator)  # (B, L)
         key_mask = valid if valid is not None else None
-        nll = self.real_token_nll(model(z, self.sigma_input(t), key_mask=key_mask), x)  # (B, L)
-        nll = torch.where(masked, nll, torch.zeros_like(nll))  # carry-over: zero loss
+        nll = self.masked_nll(model(z, self.sigma_input(t), key_mask=key_mask), x, masked)  # (B, L)
         return self.schedule.mask_weight(t) * nll.sum(-1)  # (B,)

@@ -53,12 +53,7 @@ class RADD(Objective):
 
     def denoiser_log_probs(self, model, z: torch.Tensor, t: torch.Tensor | None = None, **kw) -> torch.Tensor:
         """The sampler interface shared with MDLM: c_theta with carry-over at unmasked positions (t unused)."""
-        logp = self.clean_log_probs(model(z, None, **kw))
-        unmasked = z != self.vocab.mask_id
-        carry = torch.full_like(logp, float("-inf")).scatter_(
-            -1, z.clamp(max=logp.shape[-1] - 1).unsqueeze(-1), 0.0
-        )
-        return torch.where(unmasked.unsqueeze(-1), carry, logp)
+        return self.carry_over(self.clean_log_probs(model(z, None, **kw)), z)
 
     # -- corruption and the loss given a mask ------------------------------------------------------------
     def corrupt(
@@ -110,9 +105,7 @@ class RADD(Objective):
         valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """weight * sum_{l masked} -log c_theta(x^l | z): (B,). Deterministic given the mask."""
-        logp = self.log_probs(model, z, key_mask=valid)  # (B, L, V)
-        nll = -logp.gather(-1, x.unsqueeze(-1)).squeeze(-1)  # (B, L)
-        nll = torch.where(masked, nll, torch.zeros_like(nll))
+        nll = self.masked_nll(model(z, None, key_mask=valid), x, masked)  # (B, L): log c_theta at masked l
         return self.weight(t, masked, valid).to(nll.dtype) * nll.sum(-1)
 
     def sequence_loss(self, model, batch, t, generator=None):

@@ -71,11 +71,7 @@ class SEDD(Objective):
             )
         logits = model(z, self.sigma_input(t), **kw)
         logp = self.clean_log_probs(logits)  # normalising exp(h - log N - log r) over v = normalising exp(h)
-        unmasked = z != self.vocab.mask_id
-        carry = torch.full_like(logp, float("-inf")).scatter_(
-            -1, z.clamp(max=logp.shape[-1] - 1).unsqueeze(-1), 0.0
-        )
-        return torch.where(unmasked.unsqueeze(-1), carry, logp)
+        return self.carry_over(logp, z)
 
     # -- the bound ------------------------------------------------------------------------------------
     def dse(
