@@ -325,6 +325,12 @@ def fit_family(
     for name, v in (("beta", base.beta),) + ((("alpha", base.alpha),) if sized else ()):
         if v <= EXP_GRID[0] * 1.01 or v >= EXP_GRID[-1] * 0.99:
             warn(f"family {family}: base-law {name} = {v:.3g} is at the edge of its range", sink)
+    if base.E <= 1e-9 * float(np.min(sl)):
+        warn(
+            f"family {family}: the base law's E is 0 (its bound): a pure power law over these D "
+            f"(beta = {base.beta:.3g}), not an estimate of an irreducible loss",
+            sink,
+        )
     dp = effective_data(ru, rd, r_star)
     outside = (dp < sd.min() / 1.05) | (dp > sd.max() * 1.05)
     if outside.any():

@@ -196,3 +196,11 @@ def test_rows_above_one_epoch_of_their_subset_are_left_out_and_named(tmp_path):
     f = fit_data_constrained(df, n_boot=30)["ar"]
     assert not f.determined and f.to_dict()["R_D_star"] is None
     assert f.reasons == ["only 0 repeated rows within the law's range (R_D* needs 2)"]
+
+
+def test_base_law_with_e_at_zero_is_warned_about():
+    base = BaseLaw(E=-0.5, A=0.0, B=8.0, alpha=0.0, beta=0.08, n_sizes=1)  # the fit clamps E at 0
+    f = fit_data_constrained(synthetic_results({"ar": 15.0}, base=base, noise=0.001), n_boot=0)["ar"]
+    assert any("E is 0 (its bound)" in w for w in f.warnings)
+    g = fit_data_constrained(synthetic_results({"ar": 15.0}), n_boot=0)["ar"]  # E = 2: no such warning
+    assert not any("E is 0" in w for w in g.warnings)
