@@ -31,15 +31,15 @@ def _count_label(v: float, _pos: object = None) -> str:
     return f"{v:g}"
 
 
-def _log_count_axis(axis) -> None:
-    """A log axis of counts labelled 1, 2, 5 per decade (3k, 10k, 20k, ...), without minor labels: a
+def _log_count_xaxis(ax) -> None:
+    """A log x axis of counts labelled 1, 2, 5 per decade (3k, 10k, 20k, ...), without minor labels: a
     span under a decade otherwise gets every minor tick labelled in scientific notation, overlapping."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    axis.axes.set_xscale("log") if axis is axis.axes.xaxis else axis.axes.set_yscale("log")
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    axis.set_major_formatter(FuncFormatter(_count_label))
-    axis.set_minor_formatter(NullFormatter())
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(_count_label))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def save(fig: Figure, out_dir: str | os.PathLike, stem: str) -> list[Path]:
@@ -109,7 +109,7 @@ def plot_isoflop(
                 ax.scatter(
                     [b.n_opt], [b.loss_min], marker="D", s=50, facecolors=face, edgecolors="k", zorder=5
                 )
-        _log_count_axis(ax.xaxis)
+        _log_count_xaxis(ax)
         ax.set_xlabel("parameters N")
         ax.set_ylabel("loss (nats/token)")
         note = (notes or {}).get(fam) or ("" if ok else "Approach 2 not fitted: runs only")
