@@ -90,19 +90,28 @@ def test_sigkill_resume_is_bit_exact(tmp_path):
 
     cfg = load([DEBUG_YAML], [f"train.runs_dir={tmp_path / 'runs'}", *common])
     run = RunDir.for_config(cfg)
-    proc = subprocess.Popen(
-        _train_cmd(tmp_path, *common), env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    # The run kills itself with SIGKILL right after writing step 10's row (past the step-8 checkpoint,
+    # before the end): a deterministic point, where polling the metrics file from here raced a fast
+    # machine that ran steps 10-14 between two polls.
+    killer = (
+        "import os, signal, sys\n"
+        "from mdm import train as T\n"
+        "write = T.RunCallback._write\n"
+        "def _write(self, trainer, row):\n"
+        "    write(self, trainer, row)\n"
+        "    if row.get('step') == 10 and 'loss' in row:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "T.RunCallback._write = _write\n"
+        "from mdm.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
     )
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if max(_losses(run), default=0) >= 10:  # past the step-8 checkpoint, before the end
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    cmd = _train_cmd(tmp_path, *common)
+    proc = subprocess.run(
+        [sys.executable, "-c", killer, *cmd[3:]], env=env, cwd=REPO, capture_output=True, timeout=300
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
     assert not run.summary.exists(), "a killed run must not look complete"
-    killed_at = max(_losses(run))
-    assert 8 <= killed_at < 14, killed_at
+    assert max(_losses(run)) == 10
     subprocess.run(_train_cmd(tmp_path, *common), check=True, env=env, cwd=REPO, capture_output=True)
     got, want = _losses(run), _losses(ref)
     assert sorted(got) == list(range(1, 15)), "rows lost or duplicated"
