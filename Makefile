@@ -28,6 +28,8 @@ data-constrained: $(STAMP)
 	$(BIN)/python -m mdm sweep collect $(DC_SPEC) --params compute
 	$(BIN)/python -m scaling fit $(DC_OUT)/results.csv --form data-constrained --json $(DC_OUT)/fit.json --plot $(DC_OUT)
 
+# The eval tests that need the real benchmark files install them from a folder of copies:
+# `make test MDM_TEST_BENCHMARK_SOURCE=DIR` (or install once: `mdm benchmarks install DIR`); else they skip.
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 

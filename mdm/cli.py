@@ -1,4 +1,4 @@
-"""``mdm <command>``: train | demo | bench | data | sweep | eval | sample.
+"""``mdm <command>``: train | demo | bench | data | benchmarks | sweep | eval | sample.
 
 Each command lives in its own module exposing ``add_parser(subparsers)`` (which registers the
 sub-command and sets ``func``) and ``run(args) -> int``; this file only wires them together. Only the
@@ -32,6 +32,10 @@ COMMANDS = {
         "draw samples from a trained run; report NFE, entropy and gen. perplexity",
     ),
     "data": ("mdm.data.cli", "prepare and inspect tokenized data"),
+    "benchmarks": (
+        "mdm.commands.benchmarks",
+        "install and list local copies of the zero-shot benchmark files (offline mdm eval)",
+    ),
     "export": (
         "mdm.commands.export",
         "export a run to a folder: safetensors weights, config, tokenizer, model card",

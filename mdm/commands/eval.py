@@ -42,7 +42,10 @@ def add_parser(sub) -> None:
         help=f"comma-separated, from: {', '.join(BENCHMARKS)} (default: all, skipping unavailable ones)",
     )
     p.add_argument(
-        "--data-dir", default=None, help=f"benchmark files (default: ${ENV_DIR} or ../shared/benchmarks)"
+        "--data-dir",
+        default=None,
+        help=f"benchmark files (default: ${ENV_DIR}, else ~/.cache/mdm/benchmarks when it holds files: "
+        "`mdm benchmarks install DIR`; else the Hub)",
     )
     p.add_argument(
         "--source", default="auto", choices=["auto", "local", "hub"], help="where benchmark text comes from"

@@ -20,7 +20,10 @@ arxiv           ``armanc/scientific_papers`` (arxiv)      article     scientific
 ``split="auto"`` follows the MDLM/SEDD code, which reports the *validation* split where a dataset has one
 (test for LAMBADA, LM1B and AG News); pass ``split="test"`` for the test split.
 
-Local files (searched in the benchmark directory before the Hub):
+Local files are searched before the Hub in the benchmark directory: ``data_dir`` (``--data-dir``), else
+``$MDM_BENCHMARK_DIR``, else the per-user cache ``$XDG_CACHE_HOME/mdm/benchmarks`` (``~/.cache/...``) when
+it holds files; ``mdm benchmarks install DIR`` copies checked files there (mdm/eval/benchmark_files.py).
+The loaders read:
 
 * LAMBADA: OpenAI's jsonl (``lambada_test.jsonl``: ``{"text": passage}``, the last word is the target).
 * WikiText: the raw release (``wiki.<split>.raw``) or the tokenized release (``wiki.<split>.tokens``; also
@@ -225,13 +228,32 @@ def parse_benchmarks(spec: str | list[str]) -> list[Benchmark]:
     return [BENCHMARKS[n] for n in names]
 
 
+def user_cache_dir() -> Path:
+    """Where ``mdm benchmarks install`` puts local copies: ``$XDG_CACHE_HOME/mdm/benchmarks``, else
+    ``~/.cache/mdm/benchmarks`` (a relative ``$XDG_CACHE_HOME`` is ignored, as the XDG spec says)."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "mdm" / "benchmarks"
+
+
+def install_dir() -> Path:
+    """The folder ``mdm benchmarks install`` writes to by default: ``$MDM_BENCHMARK_DIR``, else the cache."""
+    env = os.environ.get(ENV_DIR)
+    return Path(env).expanduser() if env else user_cache_dir()
+
+
+def _holds_files(d: Path) -> bool:
+    """A directory with at least one entry that is not hidden (an interrupted copy leaves a hidden tmp)."""
+    return d.is_dir() and any(not p.name.startswith(".") for p in d.iterdir())
+
+
 def default_benchmark_dir() -> Path | None:
-    """``$MDM_BENCHMARK_DIR``, else ``<repo>/../shared/benchmarks`` when that folder exists, else None."""
+    """``$MDM_BENCHMARK_DIR``, else :func:`user_cache_dir` when it holds files, else None (the Hub)."""
     env = os.environ.get(ENV_DIR)
     if env:
         return Path(env).expanduser()
-    candidate = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks"
-    return candidate if candidate.is_dir() else None
+    cache = user_cache_dir()
+    return cache if _holds_files(cache) else None
 
 
 def resolve_split(bench: Benchmark, split: str) -> str:
@@ -427,7 +449,11 @@ def load_benchmark(
                 return done(read_local(src, files), where, src.release)
             looked = [str(ddir / f) for f in expected_local_files(bench, split)]
         if source == "local":
-            where = f"in {ddir}" if ddir is not None else "(no --data-dir / $MDM_BENCHMARK_DIR given)"
+            where = (
+                f"in {ddir}"
+                if ddir is not None
+                else f"(no --data-dir or ${ENV_DIR} given, nothing in {user_cache_dir()})"
+            )
             raise BenchmarkError(
                 f"benchmark file for {bench.name} ({split}) not found {where}; looked for: "
                 + (", ".join(looked) if looked else ", ".join(expected_local_files(bench, split)))
@@ -440,7 +466,8 @@ def load_benchmark(
             f"{bench.name} ({split}): no local file"
             + (f" in {ddir}" if ddir is not None else "")
             + f" and the Hugging Face Hub is not reachable (offline?). Put one of [{local_hint}] in a "
-            f"directory and pass --data-dir DIR (or set ${ENV_DIR})"
+            f"directory and pass --data-dir DIR (or set ${ENV_DIR}), or install local copies with "
+            "`mdm benchmarks install DIR`"
         )
     if bench.url and mirror is None and split == "test":
         try:

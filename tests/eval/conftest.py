@@ -1,9 +1,12 @@
 """Fixtures for the evaluation tests: a tiny text corpus, tiny MDLM and AR runs trained on it (once per
-session), and the shared benchmark folder (tests that need it skip when it is absent)."""
+session), and the real benchmark files (installed from $MDM_TEST_BENCHMARK_SOURCE when set)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 import random
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DEBUG_YAML = REPO / "configs" / "debug.yaml"
 REPO_DOWNLOADS = REPO / "data" / "cache" / "_downloads"
+ENV_TEST_SOURCE = "MDM_TEST_BENCHMARK_SOURCE"  # a folder of benchmark copies the tests install from
 
 _SUBJ = [
     "the cat",
@@ -89,8 +93,6 @@ def _one_thread():
 
 @pytest.fixture(scope="session")
 def eval_root(tmp_path_factory) -> Path:
-    import os
-
     os.environ.setdefault("MDM_DOWNLOADS_DIR", str(REPO_DOWNLOADS))
     root = tmp_path_factory.mktemp("evalruns")
     write_corpus(root / "corpus")
@@ -129,13 +131,33 @@ def tok(mdlm_loaded):
 
 
 @pytest.fixture(scope="session")
-def bench_dir() -> Path:
+def bench_dir(tmp_path_factory) -> Path:
+    """The real benchmark files (mdm/eval/benchmark_files.py). With ``$MDM_TEST_BENCHMARK_SOURCE=DIR``
+    (CI's .ci/run sets it) ``mdm benchmarks install DIR`` copies them into a test-local cache, and a
+    failed install fails the tests that need them; without it the default benchmark directory
+    (``$MDM_BENCHMARK_DIR`` or the user cache) is used when it holds them all, else those tests skip."""
+    from mdm.cli import main
+    from mdm.eval.benchmark_files import KNOWN_FILES
     from mdm.eval.benchmarks import default_benchmark_dir
 
+    source = os.environ.get(ENV_TEST_SOURCE)
+    if source:
+        dest = tmp_path_factory.mktemp("benchmark-cache")
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            rc = main(["benchmarks", "install", source, "--dest", str(dest)])
+        missing = [n for n in KNOWN_FILES if not (dest / n).is_file()]
+        if rc != 0 or missing:
+            pytest.fail(
+                f"${ENV_TEST_SOURCE}={source}: `mdm benchmarks install` exit {rc}, missing {missing}: "
+                + err.getvalue().strip()
+            )
+        return dest
     d = default_benchmark_dir()
-    if d is None or not (d / "lambada_test.jsonl").is_file():
+    if d is None or any(not (d / n).is_file() for n in KNOWN_FILES):
         pytest.skip(
-            "benchmark files absent: set MDM_BENCHMARK_DIR or provide ../shared/benchmarks (see its README)"
+            f"benchmark files absent ({', '.join(KNOWN_FILES)}): set {ENV_TEST_SOURCE}=DIR to a folder "
+            "holding them, or install them once with `mdm benchmarks install DIR`"
         )
     return d
 
