@@ -8,6 +8,16 @@ N_opt = k_N C^a and D_opt = k_D C^b (G = k_N·6^a as in Approach 2).
 
 The envelope only takes the model sizes that were trained, so N_opt(C) is a staircase: the
 exponent is meaningful when the sizes are dense and the envelope crosses several of them.
+
+Noise. Per-step training losses are one batch each (for a diffusion objective also one draw of
+times and masks): their noise can exceed the gap between neighbouring sizes, and then the envelope
+picks winners by chance. Each curve's per-point noise is estimated from its second differences
+(robust: their median absolute value) and the smoothed curve's noise from the smoother's weights.
+At each compute of the grid, the runs whose loss is within twice the noise of the winner's are
+contenders; ``noise_share`` is the median over the grid of the contenders' range of ln N, as a
+fraction of the range of ln N the envelope crosses (0: noise never opens the choice; 1: noise
+could pick any of the envelope's sizes; scaling.checks flags the fit above MAX_NOISE_SHARE). The
+bootstrap (scaling.bootstrap.bootstrap_approach1) redraws that noise too.
 """
 
 from __future__ import annotations
@@ -17,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.signal import savgol_filter
+from scipy.signal import savgol_coeffs, savgol_filter
 
 from scaling.errors import ScalingInputError, warn
 from scaling.powerlaw import AllocationLaws, PowerLaw, fit_power_law
@@ -34,6 +44,9 @@ class Approach1Fit(AllocationLaws):
     d_law: PowerLaw
     n_runs: int
     n_points: int  # history rows used
+    noise_share: float  # median ln-N range within 2 noise sd of the winner, over the envelope's ln-N range
+    curve_noise: float  # median over runs of the smoothed curves' per-point noise sd (loss units)
+    smooth: int | str = 0
     warnings: list[str] = field(default_factory=list)
     intervals: dict[str, dict[str, float]] | None = None
     bootstrap: dict[str, Any] | None = None
@@ -47,6 +60,9 @@ class Approach1Fit(AllocationLaws):
             "n_points": self.n_points,
             "n_runs": self.n_runs,
             "envelope_sizes": sizes,
+            "smooth": self.smooth,
+            "noise_share": self.noise_share,
+            "curve_noise": self.curve_noise,
             "compute_range": [float(self.grid[0]), float(self.grid[-1])],
             "warnings": list(self.warnings),
         }
@@ -56,21 +72,46 @@ class Approach1Fit(AllocationLaws):
         return d
 
 
-def _smooth(v: np.ndarray, window: int) -> np.ndarray:
-    """Savitzky–Golay smoothing (local quadratic over ``window`` points, fitted, not padded, at
-    the ends so the curve's last points are not biased); window ≤ 2 or too few points: unchanged."""
-    w = min(int(window), v.size - (1 - v.size % 2))  # odd, ≤ len
+Smooth = int | str  # a Savitzky-Golay window in logged points, or "auto"
+
+
+def window(n: int, smooth: Smooth) -> int:
+    """The odd Savitzky–Golay window used on a curve of ``n`` points: ``smooth`` points, or for
+    "auto" a tenth of the curve (at least 5); 1 (no smoothing) when it does not fit."""
+    w = max(5, n // 10) if smooth == "auto" else int(smooth)
+    w = min(w, n - (1 - n % 2))  # ≤ n, odd when n is
     if w % 2 == 0:
         w -= 1
+    return w if w >= 3 else 1
+
+
+def _smooth(v: np.ndarray, w: int) -> np.ndarray:
+    """Savitzky–Golay smoothing (local quadratic over ``w`` points, fitted, not padded, at the ends
+    so the curve's last points are not biased); ``w`` < 3: unchanged."""
     if w < 3:
         return v
-    return savgol_filter(v, w, polyorder=min(2, w - 1), mode="interp")
+    return savgol_filter(v, w, polyorder=2, mode="interp")
+
+
+def point_noise(v: np.ndarray) -> float:
+    """Per-point noise sd of a curve = smooth trend + independent noise, from its second differences
+    (variance 6σ² for white noise; the trend's curvature adds little between neighbouring points);
+    robust to outliers through the median absolute value (1.4826 · MAD = σ for a normal)."""
+    if v.size < 3:
+        return 0.0
+    d2 = v[2:] - 2.0 * v[1:-1] + v[:-2]
+    return float(1.4826 * np.median(np.abs(d2)) / np.sqrt(6.0))
+
+
+def _gain(w: int) -> float:
+    """sd of a smoothed point over sd of a raw point (the centre weights' L2 norm)."""
+    return 1.0 if w < 3 else float(np.linalg.norm(savgol_coeffs(w, 2)))
 
 
 def _curves(
-    hist: pd.DataFrame, smooth: int = 0
-) -> list[tuple[str, float, np.ndarray, np.ndarray, np.ndarray]]:
-    """Per run: (name, N, ln C sorted, loss (smoothed), ln tokens)."""
+    hist: pd.DataFrame, smooth: Smooth = 0
+) -> list[tuple[str, float, np.ndarray, np.ndarray, np.ndarray, float]]:
+    """Per run: (name, N, ln C sorted, loss (smoothed), ln tokens, noise sd of the smoothed loss)."""
     out = []
     for name, g in hist.groupby("name", sort=False):
         n_vals = g["params"].unique()
@@ -79,16 +120,33 @@ def _curves(
                 f"run '{name}' has several parameter counts {n_vals.tolist()[:3]} in its history"
             )
         g = g.sort_values("flops")
+        loss = g["loss"].to_numpy(float)
+        w = window(loss.size, smooth)
         out.append(
             (
                 str(name),
                 float(n_vals[0]),
                 np.log(g["flops"].to_numpy(float)),
-                _smooth(g["loss"].to_numpy(float), smooth),
+                _smooth(loss, w),
                 np.log(g["tokens"].to_numpy(float)),
+                point_noise(loss) * _gain(w),
             )
         )
     return out
+
+
+def _noise_share(losses: np.ndarray, win: np.ndarray, sizes: np.ndarray, sd: np.ndarray) -> float:
+    """How much of the envelope's range of sizes the noise leaves open: at each grid column, the ln-N
+    range of the runs whose (smoothed) loss is within twice the sd of its difference from the
+    winner's; the median over the grid, over the ln-N range the envelope spans. ``losses`` (R, K),
+    inf = no data. 0: noise never makes another size a contender; ≥ 1: noise could pick any size."""
+    cols = np.arange(losses.shape[1])
+    lead = losses - losses[win, cols][None, :]  # (R, K) ≥ 0
+    near = np.isfinite(lead) & (lead < 2.0 * np.sqrt(sd[:, None] ** 2 + sd[win][None, :] ** 2))
+    ln = np.log(sizes)[:, None]
+    width = np.where(near, ln, -np.inf).max(axis=0) - np.where(near, ln, np.inf).min(axis=0)
+    span = np.log(sizes[win].max() / sizes[win].min())
+    return float(np.median(width) / span) if span > 0 else float("inf")
 
 
 def fit_approach1(
@@ -96,15 +154,15 @@ def fit_approach1(
     *,
     n_grid: int = 200,
     min_cover: int = 2,
-    smooth: int = 0,
+    smooth: Smooth = 0,
     quiet: bool = False,
     source: str = "histories",
 ) -> Approach1Fit:
     """Envelope fit from training curves in long format (name, params, tokens, loss[, flops]).
 
     ``n_grid`` log-spaced compute values span the range where at least ``min_cover`` runs have
-    data. ``smooth`` > 1 averages each loss curve over that many consecutive logged points first
-    (per-step training losses are noisy; noise makes the envelope jump). Raises ScalingInputError if the envelope touches fewer than 2 model sizes.
+    data. ``smooth`` > 1 smooths each loss curve over that many consecutive logged points first, "auto"
+    over a tenth of its points (per-step training losses are noisy; noise makes the envelope jump). Raises ScalingInputError if the envelope touches fewer than 2 model sizes.
     """
     missing = [c for c in ("name", "params", "tokens", "loss") if c not in history.columns]
     if missing:
@@ -146,7 +204,7 @@ def fit_approach1(
     K, R = grid_l.size, len(curves)
     losses = np.full((R, K), np.inf)
     toks = np.full((R, K), np.nan)
-    for i, (_, _, lc, ls, lt) in enumerate(curves):
+    for i, (_, _, lc, ls, lt, _) in enumerate(curves):
         inside = (grid_l >= lc[0]) & (grid_l <= lc[-1])
         if lc.size == 1:
             inside = np.isclose(grid_l, lc[0])
@@ -163,6 +221,9 @@ def fit_approach1(
     env_d = np.exp(toks[win, cols])
     env_l = losses[win, cols]
     names = np.array([curves[i][0] for i in win])
+    all_n = np.array([cv[1] for cv in curves])
+    sd = np.array([cv[5] for cv in curves])
+    share = _noise_share(losses, win, all_n, sd)
     sizes = np.unique(env_n)
     if sizes.size < 2:
         raise ScalingInputError(
@@ -172,7 +233,6 @@ def fit_approach1(
     grid = np.exp(grid_l)
     n_law = fit_power_law(grid, env_n)
     d_law = fit_power_law(grid, env_d)
-    all_n = np.array([cv[1] for cv in curves])
     for end, label in ((0, "lowest"), (-1, "highest")):
         if env_n[end] in (all_n.min(), all_n.max()):
             msgs.append(
@@ -193,6 +253,9 @@ def fit_approach1(
         d_law=d_law,
         n_runs=len(curves),
         n_points=int(len(h)),
+        noise_share=share,
+        curve_noise=float(np.median(sd)),
+        smooth=smooth,
     )
     for m in msgs:
         if quiet:

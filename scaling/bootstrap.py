@@ -15,7 +15,11 @@
   intervals are conditional on success, and ``failed_share`` says how often that was not so.
   Each budget's draw is redrawn until it holds >= 3 distinct sizes (a draw with fewer cannot
   have a parabola; with 5 sizes ~10% of plain draws are such).
-* Approach 1: whole runs (training curves) are resampled.
+* Approach 1: whole runs (training curves) are resampled, and each drawn curve's noise is redrawn:
+  the curve becomes its trend (smoothed over a tenth of its points) plus its own residuals about
+  that trend resampled with replacement, then goes through the point fit's smoothing and envelope.
+  Without the second step a curve's noise would be frozen into every resample and an envelope
+  picked by noise would look certain.
 
 Intervals are percentile intervals at ``level`` (default 95%); SE is the standard deviation of the
 bootstrap draws (ddof = 1).
@@ -30,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scaling.approach1 import Approach1Fit, fit_approach1
+from scaling.approach1 import Approach1Fit, _smooth, fit_approach1, window
 from scaling.approach2 import MIN_BUDGETS, Approach2Fit, budget_labels, fit_budget
 from scaling.approach3 import N_PARAMS, Approach3Fit, _center, init_grid, objective_and_grad
 from scaling.errors import ScalingInputError
@@ -323,17 +327,29 @@ def bootstrap_approach1(
     level: float = 0.95,
     **kw: Any,
 ) -> Approach1Fit:
-    """Bootstrap over whole runs (training curves) of the envelope fit."""
+    """Bootstrap of the envelope fit over whole runs (training curves), each with its noise redrawn
+    (trend + its residuals resampled; the module docstring says why)."""
     t0, rng = _begin(n_boot, seed)
     names = history["name"].unique()
-    by_name = {k: g for k, g in history.groupby("name", sort=False)}
+    parts: dict[str, tuple[pd.DataFrame, np.ndarray, np.ndarray]] = {}
+    for k, g in history.groupby("name", sort=False):
+        g = g.sort_values("flops") if "flops" in g.columns else g.sort_values("tokens")
+        loss = g["loss"].to_numpy(float)
+        trend = _smooth(loss, window(loss.size, "auto"))
+        parts[k] = (g, trend, loss - trend)
+
+    def redrawn(k: str) -> pd.DataFrame:
+        g, trend, resid = parts[k]
+        g = g.copy()
+        g["loss"] = trend + resid[rng.integers(0, resid.size, resid.size)]
+        return g
 
     def draw() -> dict[str, float]:
         pick = names[rng.integers(0, names.size, names.size)]
         uniq = np.unique(pick)  # a duplicated curve does not change a minimum
         try:
-            f = fit_approach1(pd.concat([by_name[k] for k in uniq], ignore_index=True), quiet=True, **kw)
-        except ScalingInputError:
+            f = fit_approach1(pd.concat([redrawn(k) for k in uniq], ignore_index=True), quiet=True, **kw)
+        except ScalingInputError:  # one size only, or a redrawn loss <= 0
             return {"a": np.nan, "b": np.nan, "G": np.nan}
         return {"a": f.a, "b": f.b, "G": f.G}
 
@@ -346,6 +362,6 @@ def bootstrap_approach1(
         n_boot,
         seed,
         level,
-        "runs (whole training curves) resampled with replacement",
+        "runs (whole training curves) resampled with replacement, each curve's residuals about its trend redrawn",
         n_failed=int((~np.isfinite(samples["a"])).sum()),
     )

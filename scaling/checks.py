@@ -39,6 +39,7 @@ MAX_EXPONENT_WIDTH = 0.5  # widest acceptable interval of an allocation exponent
 MAX_FAILED_SHARE = 0.5  # most bootstrap resamples that may fail before the interval is not trusted
 MIN_E_FRACTION = 1e-3  # E below this fraction of the lowest observed loss: the floor vanished
 A_PLUS_B_TOL = 0.1  # |a + b − (1 + a(1 − s))| above this: N_opt and D_opt inconsistent
+MAX_NOISE_SHARE = 0.5  # Approach 1: most of the envelope's range of sizes that noise may leave open
 
 THRESHOLDS = {
     "max_ratio_interval_decades": MAX_DECADES,
@@ -46,6 +47,7 @@ THRESHOLDS = {
     "max_bootstrap_failed_share": MAX_FAILED_SHARE,
     "min_E_fraction_of_lowest_loss": MIN_E_FRACTION,
     "a_plus_b_tolerance": A_PLUS_B_TOL,
+    "max_envelope_noise_share": MAX_NOISE_SHARE,
 }
 
 
@@ -183,6 +185,13 @@ def check_allocation_fit(fit: Any, budgets: np.ndarray) -> list[str]:
         out = _allocation_reasons(fit.a, fit.b, fit.G, fit.n_opt(budgets), fit.d_opt(budgets))
     out += interval_reasons({"a": fit.a, "b": fit.b, "G": fit.G}, fit.intervals, ("a", "b", "G"))
     out += _bootstrap_reasons(fit.bootstrap)
+    share = getattr(fit, "noise_share", None)  # Approach 1 only
+    if share is not None and share > MAX_NOISE_SHARE:
+        out.append(
+            f"the envelope is picked by noise: at a typical compute, runs within twice the loss curves' noise "
+            f"(sd {fit.curve_noise:.3g} after smoothing) of the winner span {share:.0%} of the envelope's range of "
+            f"ln N (more than {MAX_NOISE_SHARE:.0%})"
+        )
     s = getattr(fit, "flops_per_token_slope", None)
     if s is not None and _finite(fit.a) and _finite(fit.b):
         expected = 1.0 + fit.a * (1.0 - s)

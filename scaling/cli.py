@@ -57,6 +57,20 @@ def _companion_params(results: str) -> str:
         return "params_non_embedding"
 
 
+def _smooth_arg(s: str) -> int | str:
+    if s == "auto":
+        return s
+    try:
+        w = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--smooth must be a whole number of points or 'auto', got {s!r}"
+        ) from None
+    if w < 0:
+        raise argparse.ArgumentTypeError(f"--smooth must be >= 0, got {w}")
+    return w
+
+
 def _families(s: str | None) -> list[str] | None:
     return [f.strip() for f in s.split(",") if f.strip()] if s else None
 
@@ -102,7 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--params-key", default="params_non_embedding", help="Approach 1: summary.json key used as N"
     )
     f.add_argument(
-        "--smooth", type=int, default=0, help="Approach 1: Savitzky-Golay window over logged points"
+        "--smooth",
+        type=_smooth_arg,
+        default="auto",
+        help="Approach 1: Savitzky-Golay window over logged points, 0 for none, or auto (a tenth of each curve)",
     )
     f.set_defaults(func=cmd_fit)
 

@@ -115,10 +115,10 @@ def fit_family(
     if runs_root is not None:
         try:
             ff.history = load_run_histories([Path(runs_root) / n for n in df["name"]], params_key=params_key)
-            ff.a1 = fit_approach1(ff.history, quiet=True, source=family)
+            ff.a1 = fit_approach1(ff.history, quiet=True, source=family, smooth="auto")
             if n_boot >= 2:
                 progress(f"{family}: Approach 1 bootstrap ({n_boot} resamples)")
-                bootstrap_approach1(ff.a1, ff.history, n_boot=n_boot, seed=seed)
+                bootstrap_approach1(ff.a1, ff.history, n_boot=n_boot, seed=seed, smooth="auto")
         except ScalingInputError as e:
             ff.skipped["approach1"] = str(e)
             progress(f"{family}: Approach 1 SKIPPED: {e}")

@@ -59,3 +59,40 @@ def test_from_run_directories(tmp_path):
     a = fit_approach1(hist, quiet=True)
     b = fit_approach1(h, quiet=True)
     assert a.a == pytest.approx(b.a, rel=1e-9)
+
+
+def test_point_noise_recovers_the_sd_of_white_noise_on_a_smooth_curve():
+    from scaling.approach1 import point_noise
+
+    rng = np.random.default_rng(3)
+    x = np.linspace(0, 1, 2000)
+    trend = 3.0 + 2.0 * np.exp(-5 * x)
+    assert point_noise(trend) < 1e-4
+    assert point_noise(trend + 0.05 * rng.standard_normal(x.size)) == pytest.approx(0.05, rel=0.1)
+
+
+def test_noise_larger_than_the_gap_between_sizes_is_flagged_and_widens_the_interval():
+    from scaling.bootstrap import bootstrap_approach1
+    from scaling.checks import check_allocation_fit
+
+    budgets = np.array([1e20, 1e21])
+    sizes, final = SIZES, FINAL
+    quiet = fit_approach1(
+        training_curves(CHINCHILLA, sizes, final, points_per_run=200, seed=1), smooth="auto"
+    )
+    assert quiet.noise_share == 0.0
+    assert not any("picked by noise" in r for r in check_allocation_fit(quiet, budgets))
+    # one-batch losses: noise of 5% of the loss, far above the gaps between neighbouring sizes
+    h = training_curves(CHINCHILLA, sizes, final, points_per_run=200, noise=0.05, seed=1)
+    loud = fit_approach1(h, smooth="auto", quiet=True)
+    assert loud.noise_share > 0.5
+    reasons = check_allocation_fit(loud, budgets)
+    assert any("picked by noise" in r for r in reasons), reasons
+    # the bootstrap redraws each curve's noise: its interval of a is wider than on the quiet curves
+    bootstrap_approach1(loud, h, n_boot=40, seed=0, smooth="auto")
+    hq = training_curves(CHINCHILLA, sizes, final, points_per_run=200, noise=0.002, seed=1)
+    q = bootstrap_approach1(
+        fit_approach1(hq, smooth="auto", quiet=True), hq, n_boot=40, seed=0, smooth="auto"
+    )
+    width = lambda f: f.intervals["a"]["hi"] - f.intervals["a"]["lo"]  # noqa: E731
+    assert width(loud) > 2 * width(q)

@@ -235,3 +235,16 @@ def test_report_with_runs_root_adds_approach1(tmp_path):
     doc = json.loads((out / "fit.json").read_text())
     assert "missing metrics.jsonl" in doc["families"]["mdlm"]["approach1"]["skipped"]
     assert "a" in doc["families"]["mdlm"]["approach3"]
+
+
+@pytest.mark.parametrize(("value", "message"), [("wide", "'wide'"), ("-3", ">= 0, got -3")])
+def test_bad_smooth_window_is_a_clear_error(tmp_path, capsys, value, message):
+    sizes = np.logspace(7, 9.5, 4)
+    csv = _write(
+        tmp_path, training_curves(CHINCHILLA, sizes, [1e21 / (6 * n) for n in sizes], points_per_run=10)
+    )
+    with pytest.raises(SystemExit) as e:
+        main(["fit", csv, "--approach", "1", "--smooth", value])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--smooth" in err and message in err and "Traceback" not in err
