@@ -6,8 +6,9 @@ with ``torch.load(weights_only=True)``: no arbitrary pickles are executed.
 
 Layering (CONTRIBUTING.md): this module sits above ``mdm.diffusion`` and below ``mdm.train`` /
 ``mdm.module``; it imports neither of those (nor Lightning). Objectives built on a trained run (EDLM-NCE's
-base run, CCDD's encoder run) never load it themselves: :func:`build_objective` hands them
-:func:`load_run`, and the objective checks what it gets.
+base run, CCDD's encoder run) never load it themselves: :func:`build_objective` hands them what they
+are built on (:func:`load_run`; CCDD's encoder source, mdm/ccdd_encoder.py), and the objective checks
+what it gets.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import torch
 
 from mdm import diffusion
 from mdm.config import Config, from_dict
-from mdm.diffusion import Objective
+from mdm.diffusion import OBJECTIVES, Objective
+from mdm.diffusion.registry import lookup
 from mdm.errors import UserError
 from mdm.models.backbone import Transformer
 from mdm.vocab import Vocab
@@ -53,10 +55,29 @@ def load_checkpoint_safely(path: Path) -> dict:
         ) from e
 
 
+def _encoder_source():
+    from mdm.ccdd_encoder import EncoderSource
+
+    return EncoderSource(load_run)
+
+
+#: what an objective built on trained runs is handed (``Objective.frozen_parts``), by keyword: a fresh
+#: part per objective built
+PARTS = {"load_run": lambda: load_run, "ccdd_encoder": _encoder_source}
+
+
 def build_objective(cfg: Config, vocab: Vocab) -> Objective:
-    """The objective ``cfg.objective.name``, handed :func:`load_run` for the trained runs it is built on
-    (the build step ``mdm train``, the sweep planner, ``mdm eval`` and ``mdm sample`` share)."""
-    return diffusion.build_objective(cfg, vocab, load_run=load_run)
+    """The objective ``cfg.objective.name``, handed the parts it is built on (``frozen_parts``: the run
+    loader :func:`load_run`, CCDD's :class:`mdm.ccdd_encoder.EncoderSource`); the build step ``mdm
+    train``, ``mdm eval`` and ``mdm sample`` share."""
+    cls = lookup(OBJECTIVES, "objective", cfg.objective.name)
+    unknown = [k for k in cls.frozen_parts if k not in PARTS]
+    if unknown:
+        raise TypeError(
+            f"objective {cls.registry_name!r} is built on {unknown}, which mdm.loading.PARTS does not provide "
+            f"(it provides: {', '.join(PARTS)})"
+        )
+    return diffusion.build_objective(cfg, vocab, **{k: PARTS[k]() for k in cls.frozen_parts})
 
 
 def resolve_checkpoint(path: str | Path) -> tuple[Path, Path | None]:

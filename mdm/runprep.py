@@ -1,7 +1,7 @@
-"""The build step of a run, without Lightning: config -> data, vocabulary -> objective (handed the run
-loader, :func:`mdm.loading.build_objective`) -> network (on the meta device, to count) -> counts and
-derived values. ``mdm train`` uses it; the sweep planner counts from the config alone
-(mdm/sweep/counts.py) and comes here only for objectives with frozen parts."""
+"""The build step of a run, without Lightning: config -> data, vocabulary -> objective (handed what it
+is built on, :func:`mdm.loading.build_objective`) -> network (on the meta device, to count) -> counts and
+derived values. ``mdm train`` uses it; the sweep planner never comes here: it counts every objective
+from the configs alone (``Objective.config_counts``, mdm/sweep/counts.py)."""
 
 from __future__ import annotations
 

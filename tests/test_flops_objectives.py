@@ -88,7 +88,7 @@ def _ccdd(tmp_path, kind: str, layer: int):
     enc.set_statistics(
         {"mean": torch.zeros(W), "proj": torch.eye(W)[:, :D_CONT], "meta": spec.identity()}, "t"
     )
-    obj._encoder, obj._bare = enc, (enc, None)
+    obj._encoder = enc
     return cfg, vocab, obj, enc
 
 

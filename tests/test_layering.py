@@ -10,7 +10,8 @@ not counted (a package importing its own submodules is how registries fill).
 * with the imports inside functions too (lazy imports), the only cycles are the pairs listed in
   ``LAZY_PAIRS``, each a lazy dispatch in both directions, and nothing under ``mdm.diffusion`` or
   ``mdm.models`` reaches the run loader or the training stack (``mdm.loading``, ``mdm.runprep``,
-  ``mdm.train``, ``mdm.module``, ``mdm.pl``, ``mdm.preempt``): trained runs are handed to objectives.
+  ``mdm.train``, ``mdm.module``, ``mdm.pl``, ``mdm.preempt``): trained runs are handed to objectives;
+* nothing in ``mdm/diffusion`` reads or writes a file, a stream, a run or data (:func:`io_uses`).
 """
 
 from __future__ import annotations
@@ -206,7 +207,14 @@ def test_importing_the_maths_and_sweeps_leaves_lightning_out():
         for m in MODULES
         if m.startswith(("mdm.diffusion", "mdm.sampling", "mdm.eval", "mdm.sweep", "mdm.models"))
         and m != "mdm.eval.lm_eval_adapter"
-    ) + ["mdm.loading", "mdm.runprep", "mdm.export", "mdm.commands.sweep"]
+    ) + [
+        "mdm.loading",
+        "mdm.runprep",
+        "mdm.export",
+        "mdm.commands.sweep",
+        "mdm.ccdd_encoder",
+        "mdm.run_config",
+    ]
     code = (
         "import importlib, json, sys\n"
         f"for n in {names!r}: importlib.import_module(n)\n"
@@ -216,3 +224,102 @@ def test_importing_the_maths_and_sweeps_leaves_lightning_out():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+# --- the maths does no I/O: files, runs and data are read outside mdm/diffusion and handed in -----------------
+IO_MODULES = ("pathlib", "io", "os", "shutil", "tempfile", "pickle", "glob", "sys")
+IO_MDM = (
+    "mdm.data",
+    "mdm.loading",
+    "mdm.rundir",
+    "mdm.io",
+    "mdm.export",
+    "mdm.run_config",
+    "mdm.ccdd_encoder",
+    "mdm.runprep",
+    "mdm.train",
+)
+IO_CALLS = {"open", "print", "input"}
+IO_METHODS = {
+    "read_text",
+    "write_text",
+    "read_bytes",
+    "write_bytes",
+    "is_file",
+    "is_dir",
+    "mkdir",
+    "unlink",
+    "iterdir",
+}
+IO_TORCH = {"load", "save"}
+
+
+def io_uses(source: str) -> list[str]:
+    """What in ``source`` reads or writes files or streams (module docstring of this section)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+        else:
+            names = []
+        for n in names:
+            if n.split(".")[0] in IO_MODULES or n.startswith(tuple(f"{m}." for m in IO_MDM)) or n in IO_MDM:
+                found.append(f"line {node.lineno}: import {n}")
+                break  # one entry per import statement
+        if isinstance(node, ast.Call):
+            f = node.func
+            if isinstance(f, ast.Name) and f.id in IO_CALLS:
+                found.append(f"line {node.lineno}: {f.id}(")
+            elif isinstance(f, ast.Attribute) and f.attr in IO_METHODS:
+                found.append(f"line {node.lineno}: .{f.attr}(")
+            elif (
+                isinstance(f, ast.Attribute)
+                and f.attr in IO_TORCH
+                and isinstance(f.value, ast.Name)
+                and f.value.id == "torch"
+            ):
+                found.append(f"line {node.lineno}: torch.{f.attr}(")
+    return found
+
+
+def test_the_io_scan_finds_io():
+    bad = (
+        "import sys\nfrom pathlib import Path\nimport torch\nfrom mdm.data.datamodule import build_loader\n"
+        "from mdm import loading\nfrom mdm.io import atomic_write_bytes\n"
+        "def f(p):\n    open(p)\n    torch.save({}, p)\n    torch.load(p)\n    Path(p).read_text()\n"
+        "    print('x')\n    return p.is_file()\n"
+    )
+    got = io_uses(bad)
+    for what in (
+        "import sys",
+        "import pathlib",
+        "import mdm.data.datamodule",
+        "import mdm.loading",
+        "import mdm.io",
+        "open(",
+        "torch.save(",
+        "torch.load(",
+        ".read_text(",
+        "print(",
+        ".is_file(",
+    ):
+        assert any(g.endswith(what) for g in got), (what, got)
+    assert (
+        io_uses(
+            "import json\nimport torch\nx = torch.zeros(3).load_state_dict\nfrom mdm.config import Config\n"
+        )
+        == []
+    )
+
+
+def test_the_maths_does_no_io():
+    """No file, stream, run or data access in mdm/diffusion/*.py: the run loader, CCDD's encoder source and
+    statistics files (mdm/ccdd_encoder.py) and run configs (mdm/run_config.py) live outside and are handed in."""
+    bad = {
+        str(f.relative_to(REPO)): uses
+        for f in sorted((PKG / "diffusion").glob("*.py"))
+        if (uses := io_uses(f.read_text()))
+    }
+    assert bad == {}

@@ -14,12 +14,13 @@ from mdm.diffusion.registry import OBJECTIVES, SCHEDULES, lookup
 from mdm.vocab import Vocab
 
 
-def build_objective(cfg, vocab: Vocab, load_run=None) -> Objective:
-    """The objective named by ``cfg.objective.name``. ``load_run(path, device)``: how an objective built on
-    a trained run (``Objective.builds_on_runs``) gets it; :func:`mdm.loading.build_objective` hands it in
-    (nothing in this package loads a run)."""
+def build_objective(cfg, vocab: Vocab, **parts) -> Objective:
+    """The objective named by ``cfg.objective.name``. ``parts``: what an objective built on trained runs
+    is handed (``Objective.frozen_parts``: the run loader, CCDD's encoder source), by keyword;
+    :func:`mdm.loading.build_objective` hands them in (nothing in this package reads a file or a run).
+    Parts the objective does not name are ignored; the ones it names and is not given are None."""
     cls = lookup(OBJECTIVES, "objective", cfg.objective.name)
-    return cls(cfg, vocab, load_run=load_run) if cls.builds_on_runs else cls(cfg, vocab)
+    return cls(cfg, vocab, **{k: parts.get(k) for k in cls.frozen_parts})
 
 
 __all__ = ["LossOut", "Objective", "OBJECTIVES", "SCHEDULES", "build_objective"]

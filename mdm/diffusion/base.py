@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from mdm.config import Config, ConfigError
+from mdm.config_counts import time_conditioning
+from mdm.derived import backbone_counts
 from mdm.diffusion import noise
 from mdm.diffusion.graphs import absorb
 from mdm.diffusion.schedules import Schedule, build_schedule
@@ -73,8 +75,10 @@ class Objective:
         None  # its own likelihood estimate (mdm.eval.bound.OWN_BOUNDS), else sequence_loss
     )
 
-    #: built on a trained run (EDLM-NCE's base, CCDD's encoder): ``__init__`` takes ``load_run``
-    builds_on_runs: bool = False
+    #: what it is built on, handed in by the build step (:func:`mdm.loading.build_objective`) as keyword
+    #: arguments of ``__init__`` named here: ``load_run`` (the run loader, EDLM-NCE's base run),
+    #: ``ccdd_encoder`` (CCDD's frozen encoder source). Nothing in mdm/diffusion reads a file or a run.
+    frozen_parts: tuple[str, ...] = ()
     load_run = None  # (path, device) -> mdm.loading.LoadedRun, handed in by the build step
 
     def frozen_run(self, path, key: str, device="cpu"):
@@ -94,12 +98,9 @@ class Objective:
         if bad:
             raise ConfigError(bad)
         self.schedule: Schedule | None = build_schedule(cfg.schedule) if self.uses_schedule else None
-        tc = cfg.model.time_conditioning
-        self.time_conditioned = self.default_time_conditioning if tc is None else tc
-        if self.time_conditioned and not self.supports_time_conditioning:
-            raise ValueError(
-                f"objective {self.registry_name!r} takes no time conditioning (model.time_conditioning)"
-            )
+        self.time_conditioned = time_conditioning(
+            cfg, self.registry_name, self.default_time_conditioning, self.supports_time_conditioning
+        )
 
     #: options of :func:`mdm.flops.count` for the trained network (``per_sequence``, ``unused_head``)
     count_options: dict = {}
@@ -113,6 +114,19 @@ class Objective:
         """Parameters and training FLOPs per token of this objective with ``model`` (docs/MATH.md, "Counting")."""
         c = count(model, **self.count_options)
         return replace(c, extra_flops_per_token=self.extra_flops_per_token(c))
+
+    @classmethod
+    def config_counts(cls, cfg: Config, vocab: Vocab, read_run_config) -> Counts:
+        """What :meth:`counts` gives on the built network, from the config alone (no tensor, no checkpoint,
+        no network: the sweep planner's count, mdm/sweep/counts.py). ``read_run_config(path, key) ->
+        Config`` reads a frozen run's config (:func:`mdm.run_config.read_run_config`). By default the
+        plain backbone, one forward and backward per token; an objective that overrides
+        :meth:`build_model`, ``count_options`` or :meth:`extra_flops_per_token` overrides this too
+        (tests/sweep/test_plan_counts.py checks every registered objective against its built network)."""
+        tc = time_conditioning(
+            cfg, cls.registry_name, cls.default_time_conditioning, cls.supports_time_conditioning
+        )
+        return backbone_counts(cfg.model, vocab.size, tc)
 
     def build_model(self, cfg: Config, vocab: Vocab):
         """The network this objective trains: by default the shared backbone. Objectives that wrap it

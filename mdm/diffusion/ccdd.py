@@ -1,7 +1,7 @@
 """CCDD: coevolutionary continuous-discrete diffusion on the shared backbone (docs/MATH.md, "CCDD").
 
 Joint forward process over tokens x and per-token vectors z0 = f(x0) in R^{L x d_c} (a frozen encoder
-of a trained run, standardised per dimension; mdm/diffusion/encoders.py):
+of a trained run, standardised per dimension; mdm/diffusion/encoders.py, handed in by mdm/ccdd_encoder.py):
 
 * tokens: the absorbing process of MDLM at time t (each token masked with probability 1 - alpha_t);
 * vectors, at a linked time s = link(t):
@@ -39,31 +39,32 @@ With ``continuous=false`` the network is the backbone alone and every number equ
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
 
 import torch
 
 from mdm.config import Config, ConfigError
+from mdm.config_counts import forward_flops, time_conditioning
+from mdm.derived import backbone_counts, resolve_dims
 from mdm.diffusion import noise
 from mdm.diffusion.base import LossOut
 from mdm.diffusion.ccdd_options import BOUNDS, PROCESSES, TARGETS, TIME_LINKS, CcddConfig  # noqa: F401
-from mdm.diffusion.encoders import (
-    EncoderError,
-    FrozenEncoder,
-    check_encoder_options,
-    default_stats_path,
-    fit_statistics,
-    frozen_encoder,
-    load_statistics,
-    save_statistics,
-)
+from mdm.diffusion.encoders import EncoderError, FrozenEncoder, check_encoder_options
 from mdm.diffusion.mdlm import MDLM
-from mdm.diffusion.registry import register_objective
-from mdm.models.ccdd import LEVEL_FEATURES
+from mdm.diffusion.registry import OBJECTIVES, lookup, register_objective
+from mdm.flops import Counts
+from mdm.models.ccdd import LEVEL_FEATURES, resolve_layer
 from mdm.vocab import Vocab
 
 _MIN_COEF = 1e-4  # floor of a denominator when converting an eps/x0 prediction at a degenerate level
+
+
+def _encoder_flops(forward: float, width: int, d_cont: int, d_model: int) -> float:
+    """Per token: the encoder's ``forward``, z0 = (f - mu) @ P (2 W d_c), less the input gradient of z_in
+    (never computed: z needs none)."""
+    z_in = (d_cont + LEVEL_FEATURES) * d_model
+    return forward + 2 * width * d_cont - 2 * z_in
 
 
 @register_objective("ccdd")
@@ -71,11 +72,12 @@ class CCDD(MDLM):
     options = CcddConfig
     causal = False
     default_time_conditioning = False
-    builds_on_runs = True  # the encoder run (objective.ccdd.encoder_run), loaded on first use
+    # the frozen encoder of objective.ccdd.encoder_run with its statistics, from the source the build step
+    # hands in (mdm.ccdd_encoder.EncoderSource: the run and files are read there, on first use)
+    frozen_parts = ("ccdd_encoder",)
 
-    def __init__(self, cfg: Config, vocab: Vocab, load_run=None):
+    def __init__(self, cfg: Config, vocab: Vocab, ccdd_encoder=None):
         super().__init__(cfg, vocab)
-        self.load_run = load_run
         c = self.ccfg = cfg.objective.ccdd
         if c.d_cont <= 0:
             raise ConfigError(f"objective.ccdd.d_cont must be positive, got {c.d_cont}")
@@ -89,8 +91,10 @@ class CCDD(MDLM):
             raise ConfigError(f"objective.ccdd.stats_batches must be positive, got {c.stats_batches}")
         self.continuous = c.continuous
         self.d_cont = c.d_cont if c.continuous else 0
+        # ``source(objective, statistics=True) -> FrozenEncoder`` (None: built without one; a test may set
+        # ``_encoder`` to a FrozenEncoder directly)
+        self.encoder_source = ccdd_encoder
         self._encoder: FrozenEncoder | None = None
-        self._bare: tuple[FrozenEncoder, Path | None] | None = None  # the encoder before its statistics
 
     def build_model(self, cfg: Config, vocab: Vocab):
         """The shared backbone wrapped with the z input and the continuous head (none when continuous=false)."""
@@ -156,108 +160,94 @@ class CCDD(MDLM):
 
     # -- the frozen encoder -------------------------------------------------------------------------------
     def encoder(self, device: torch.device | str = "cpu") -> FrozenEncoder:
-        """The frozen encoder with its statistics, loaded on first use (computed if absent and allowed)."""
+        """The frozen encoder with its statistics, from the handed-in source on first use."""
         if self._encoder is None:
-            self._encoder = self._load_encoder()
+            self._encoder = self._from_source(statistics=True)
         if self._encoder.mean.device != torch.device(device):
             self._encoder.to(device)
         return self._encoder
 
+    def _from_source(self, statistics: bool) -> FrozenEncoder:
+        c = self.ccfg
+        check_encoder_options(c.encoder, c.encoder_run, c.encoder_input)
+        if self.encoder_source is None:
+            raise EncoderError(
+                f"objective.ccdd.encoder_run={c.encoder_run!r}: this CCDD objective was built without its "
+                f"encoder; build it with mdm.loading.build_objective (which hands it the encoder source), "
+                f"not mdm.diffusion.build_objective"
+            )
+        return self.encoder_source(self, statistics=statistics)
+
+    def statistics_features(
+        self, enc: FrozenEncoder, batches: Iterable[dict], generator: torch.Generator
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """(raw features (B, L, W), valid (B, L) | None) of training batches, what the statistics are
+        fitted on (:func:`mdm.diffusion.encoders.fit_statistics`): f(x0), or for ``encoder_input=masked``
+        f(x_t) at t ~ U[t_min, 1] with x_t from the forward process (``generator``: t, then the masks)."""
+        for batch in batches:
+            x, valid = batch["input_ids"], batch.get("attention_mask")
+            if self.ccfg.encoder_input == "masked":
+                t = self.ocfg.t_min + (1 - self.ocfg.t_min) * torch.rand(x.shape[0], generator=generator)
+                x_t, _ = self.mask_tokens(x, t, valid, generator)
+                yield enc.features(x_t, t, valid), valid
+            else:
+                yield enc.features(x, None, valid), valid
+
+    # -- counting -------------------------------------------------------------------------------------------
     def extra_flops_per_token(self, counts) -> float:
         """Per training token: one forward of the frozen encoder (nothing for an embedding lookup; the first
         ``layer`` blocks of a hidden encoder) and its projection, less z_in's input gradient, which is
-        never computed (z needs none); docs/MATH.md, "Counting"."""
+        never computed (z needs none); docs/MATH.md, "Counting". Needs the encoder run, not its statistics."""
         if not self.continuous:
             return 0.0
         from mdm.flops import forward_flops_per_token
 
-        enc = self._encoder if self._encoder is not None else self._bare_encoder()[0]
+        enc = self._encoder if self._encoder is not None else self._from_source(statistics=False)
         spec = enc.spec
         f = (
             0.0
             if spec.kind == "embedding"
             else forward_flops_per_token(enc.network, counts.seq_len, spec.layer)
         )
-        z_in = (self.d_cont + LEVEL_FEATURES) * counts.d_model
-        return f + 2 * spec.width * spec.d_cont - 2 * z_in
+        return _encoder_flops(f, spec.width, self.d_cont, counts.d_model)
 
-    def _bare_encoder(self) -> tuple[FrozenEncoder, Path | None]:
-        """The encoder run loaded and checked, without its statistics (cached: counting needs only this)."""
-        if self._bare is None:
-            from mdm.data.datamodule import data_key
-
-            c = self.ccfg
-            check_encoder_options(c.encoder, c.encoder_run, c.encoder_input)
+    @classmethod
+    def config_counts(cls, cfg: Config, vocab: Vocab, read_run_config) -> Counts:
+        """:meth:`counts` of the built network from the configs: this run's and the encoder run's
+        (``config.yaml``, read by ``read_run_config``; its weights are not loaded)."""
+        c = cfg.objective.ccdd
+        tc = time_conditioning(
+            cfg, cls.registry_name, cls.default_time_conditioning, cls.supports_time_conditioning
+        )
+        counts = backbone_counts(cfg.model, vocab.size, tc)
+        if not c.continuous:
+            return counts
+        D = counts.d_model
+        heads = (c.d_cont + LEVEL_FEATURES) * D + D * c.d_cont  # z_in and cont_head, bias-free matmuls
+        counts = replace(
+            counts,
+            params_total=counts.params_total + heads,
+            params_non_embedding=counts.params_non_embedding + heads,
+            n_matmul=counts.n_matmul + heads,
+        )
+        check_encoder_options(c.encoder, c.encoder_run, c.encoder_input)
+        enc_cfg = read_run_config(c.encoder_run, "objective.ccdd.encoder_run")
+        enc_cls = lookup(OBJECTIVES, "objective", enc_cfg.objective.name)
+        enc_tc = time_conditioning(
+            enc_cfg,
+            enc_cls.registry_name,
+            enc_cls.default_time_conditioning,
+            enc_cls.supports_time_conditioning,
+        )
+        dims = resolve_dims(enc_cfg.model)
+        f = 0.0
+        if c.encoder == "hidden":
             try:
-                run = self.frozen_run(c.encoder_run, "objective.ccdd.encoder_run")
-            except FileNotFoundError as e:
-                raise EncoderError(f"objective.ccdd.encoder_run={c.encoder_run!r}: {e}") from e
-            self._bare = frozen_encoder(
-                run,
-                c.encoder_run,
-                c.encoder,
-                c.encoder_layer,
-                c.encoder_input,
-                c.projection,
-                c.d_cont,
-                self.vocab,
-                self.cfg.model.seq_len,
-                data_key(self.cfg.data),
-            )
-        return self._bare
-
-    def _load_encoder(self) -> FrozenEncoder:
-        c = self.ccfg
-        enc, run_dir = self._bare_encoder()
-        self._bare = None  # the statistics are set on this object: it is the encoder from now on
-        path = default_stats_path(enc.spec, run_dir) if c.stats_file is None else Path(c.stats_file)
-        if not path.is_file():
-            if c.stats_file is not None:
-                raise FileNotFoundError(
-                    f"objective.ccdd.stats_file={c.stats_file!r} does not exist; unset it to compute the statistics "
-                    f"beside the encoder run (objective.ccdd.compute_stats=true), or write them with CCDD.compute_statistics"
-                )
-            if not c.compute_stats:
-                raise FileNotFoundError(
-                    f"CCDD encoder statistics {path} do not exist and objective.ccdd.compute_stats=false"
-                )
-            self.compute_statistics(enc, path)
-        enc.set_statistics(load_statistics(path), str(path))
-        return enc
-
-    def compute_statistics(self, enc: FrozenEncoder, path) -> None:
-        """Fit mean/projection on the first ``stats_batches`` training batches (in order) and store them."""
-        from mdm.data.datamodule import build_loader
-
-        cfg, c = self.cfg, self.ccfg
-        loader = build_loader(
-            cfg.data, "train", cfg.model.seq_len, cfg.eval.batch_size, seed=0, train=False, progress=False
-        )
-        gen = torch.Generator().manual_seed(0)
-
-        def batches():
-            for i, batch in enumerate(loader):
-                if i >= c.stats_batches:
-                    break
-                x, valid = batch["input_ids"], batch.get("attention_mask")
-                if c.encoder_input == "masked":
-                    t = self.ocfg.t_min + (1 - self.ocfg.t_min) * torch.rand(x.shape[0], generator=gen)
-                    x_t, _ = self.mask_tokens(x, t, valid, gen)
-                    yield enc.features(x_t, t, valid), valid
-                else:
-                    yield enc.features(x, None, valid), valid
-
-        stats = fit_statistics(batches(), c.projection, c.d_cont)
-        save_statistics(
-            path, stats, enc.spec, {"stats_batches": c.stats_batches, "batch_size": cfg.eval.batch_size}
-        )
-        print(f"[mdm] ccdd: encoder statistics from {int(stats['tokens'])} tokens -> {path}", file=sys.stderr)
-        if int(stats["rank"]) < c.d_cont:
-            print(
-                f"[mdm] ccdd: warning: the features have rank {int(stats['rank'])} < objective.ccdd.d_cont={c.d_cont} "
-                f"on these tokens; the other {c.d_cont - int(stats['rank'])} dimensions of z0 are zero",
-                file=sys.stderr,
-            )
+                k = resolve_layer(c.encoder_layer, dims.depth)
+            except ValueError as e:
+                raise EncoderError(f"objective.ccdd.encoder_layer={c.encoder_layer}: {e}") from e
+            f = forward_flops(enc_cfg.model, vocab.size, enc_tc, counts.seq_len, k)
+        return replace(counts, extra_flops_per_token=_encoder_flops(f, dims.d_model, c.d_cont, D))
 
     def encode(
         self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, valid: torch.Tensor | None = None

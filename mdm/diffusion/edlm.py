@@ -38,15 +38,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 
 from mdm.config import Config, ConfigError
+from mdm.config_counts import forward_flops, time_conditioning
+from mdm.derived import backbone_counts
 from mdm.diffusion import noise
 from mdm.diffusion.base import Objective
 from mdm.diffusion.edlm_options import EdlmConfig
-from mdm.diffusion.registry import register_objective
+from mdm.diffusion.registry import OBJECTIVES, lookup, register_objective
+from mdm.flops import Counts
 from mdm.vocab import Vocab
 
 BASE_OBJECTIVES = ("mdlm", "radd")  # absorbing masked diffusion with a denoiser mu_theta(x0 | x_t)
@@ -300,6 +304,13 @@ def check_edlm_config(e: EdlmConfig) -> None:
         )
 
 
+def _require_base_run(e: EdlmConfig) -> None:
+    if not e.base_run:
+        raise ConfigError(
+            "objective.edlm.base_run is required for objective edlm_nce (a trained mdlm/radd run)"
+        )
+
+
 _ARCH_KEYS = ("mlp_ratio", "seq_len", "cond_dim", "tie_embeddings", "norm_eps", "rope_base")
 
 
@@ -351,7 +362,7 @@ class EdlmNCE(Objective):
 
     causal = False
     default_time_conditioning = False
-    builds_on_runs = True
+    frozen_parts = ("load_run",)  # the base run (objective.edlm.base_run), loaded by the build step's loader
     default_sampler = "edlm"
     bound_estimator = "edlm"  # mdm.eval.edlm.edlm_bound
 
@@ -360,10 +371,7 @@ class EdlmNCE(Objective):
         self.load_run = load_run
         ecfg = cfg.objective.edlm
         check_edlm_config(ecfg)
-        if not ecfg.base_run:
-            raise ConfigError(
-                "objective.edlm.base_run is required for objective edlm_nce (a trained mdlm/radd run)"
-            )
+        _require_base_run(ecfg)
         base = check_base_run(self.frozen_run(ecfg.base_run, "objective.edlm.base_run"), ecfg.base_run)
         check_same_tokenizer(
             cfg, vocab, "this config's data", base.cfg, base.vocab, f"the base run {ecfg.base_run}"
@@ -405,6 +413,46 @@ class EdlmNCE(Objective):
         base = forward_flops_per_token(self.base_model, counts.seq_len)
         return self.num_noise * counts.flops_per_token + base
 
+    @classmethod
+    def config_counts(cls, cfg: Config, vocab: Vocab, read_run_config) -> Counts:
+        """:meth:`counts` of the built network from the configs: this run's and the base run's
+        (``config.yaml``, read by ``read_run_config``; its weights are not loaded). The energy network is
+        the backbone (logits computed, not trained through) with a flag vector and a pooled head
+        Linear(D, D) -> GELU -> Linear(D, 1) run once per sequence (mdm/models/energy.py)."""
+        e = cfg.objective.edlm
+        check_edlm_config(e)
+        _require_base_run(e)
+        tc = time_conditioning(
+            cfg, cls.registry_name, cls.default_time_conditioning, cls.supports_time_conditioning
+        )
+        base_cfg = read_run_config(e.base_run, "objective.edlm.base_run")
+        base_cls = lookup(OBJECTIVES, "objective", base_cfg.objective.name)
+        if base_cls.registry_name not in BASE_OBJECTIVES or base_cls.causal:
+            raise ConfigError(
+                f"objective.edlm.base_run={e.base_run} was trained with objective {base_cls.registry_name!r}; "
+                f"EDLM needs a masked diffusion base run (objective {' or '.join(BASE_OBJECTIVES)})"
+            )
+        base_tc = time_conditioning(
+            base_cfg,
+            base_cls.registry_name,
+            base_cls.default_time_conditioning,
+            base_cls.supports_time_conditioning,
+        )
+        _check_model_matches(cfg, base_cfg, tc, base_tc, e.base_run)
+        b = backbone_counts(cfg.model, vocab.size, tc)
+        D, head = b.d_model, vocab.size * b.d_model
+        pooled = D * D + D  # the head's two weight matrices (D x D, 1 x D), once per sequence
+        c = replace(
+            b,
+            params_total=b.params_total + pooled + 2 * D + 1,  # + flag vector and the head's biases
+            params_non_embedding=b.params_non_embedding + pooled + 2 * D + 1,
+            n_matmul=b.n_matmul - head,
+            n_cond=b.n_cond + pooled,
+            n_forward_only=head,
+        )
+        base = forward_flops(base_cfg.model, vocab.size, base_tc, c.seq_len)
+        return replace(c, extra_flops_per_token=e.nce_negatives_per_positive * c.flops_per_token + base)
+
     def sequence_loss(self, model, batch, t, generator=None):
         x = batch["input_ids"]  # (B, L)
         valid = batch.get("attention_mask")
@@ -436,13 +484,18 @@ class EdlmAR(Objective):
 
     default_sampler = "edlm"
     bound_estimator = "edlm"
+    _REFUSAL = (
+        "objective edlm_ar has nothing to train (E = -log p_AR + log mu_theta needs no parameters); "
+        "sample with `--sampler edlm` and objective.edlm.base_run / objective.edlm.ar_run, or build it "
+        "with mdm.loading.load_energy(config)"
+    )
 
     def __init__(self, cfg: Config, vocab: Vocab):
-        raise ConfigError(
-            "objective edlm_ar has nothing to train (E = -log p_AR + log mu_theta needs no parameters); "
-            "sample with `--sampler edlm` and objective.edlm.base_run / objective.edlm.ar_run, or build it "
-            "with mdm.loading.load_energy(config)"
-        )
+        raise ConfigError(self._REFUSAL)
+
+    @classmethod
+    def config_counts(cls, cfg: Config, vocab: Vocab, read_run_config) -> Counts:
+        raise ConfigError(cls._REFUSAL)  # no run to count: planning it fails as building it does
 
 
 __all__ = [

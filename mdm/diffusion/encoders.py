@@ -1,7 +1,7 @@
 """Frozen encoders for CCDD: per-token continuous vectors z0 = standardise(project(f(x))) from a trained run.
 
-Two representations f, both from a run of this project loaded with :func:`mdm.loading.load_run` (EMA
-weights, frozen):
+Two representations f, both from a run of this project (EMA weights, frozen; loaded outside this package
+by mdm/ccdd_encoder.py, which also reads and writes the statistics files: here is only the maths):
 
 * ``embedding``: f(x)^l = E[x^l], the row of the run's token-embedding table. Per position: z0^l is a
   function of the token x^l alone.
@@ -35,18 +35,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from mdm.diffusion.ccdd_options import ENCODER_INPUTS, ENCODERS, PROJECTIONS  # noqa: F401  (re-exported)
-from mdm.io import atomic_write_bytes
 from mdm.models.ccdd import hidden_states, resolve_layer
 from mdm.vocab import Vocab
 
@@ -164,7 +161,7 @@ class FrozenEncoder(nn.Module):
         self.has_statistics = True
 
 
-# --- statistics: fitted once, stored, checked -------------------------------------------------------------
+# --- statistics: fitted once, checked (stored and read by mdm/ccdd_encoder.py) ---------------------
 @torch.no_grad()
 def fit_statistics(
     feature_batches: Iterable[tuple[torch.Tensor, torch.Tensor | None]], projection: str, d_cont: int
@@ -219,36 +216,6 @@ def fit_statistics(
     }
 
 
-def save_statistics(
-    path: str | Path, stats: dict[str, torch.Tensor], spec: EncoderSpec, extra: dict | None = None
-) -> None:
-    meta = {
-        **spec.identity(),
-        "encoder_checkpoint": spec.checkpoint,
-        "tokens": int(stats["tokens"]),
-        "rank": int(stats["rank"]),
-        **(extra or {}),
-    }
-    buf = io.BytesIO()
-    torch.save(
-        {"mean": stats["mean"], "proj": stats["proj"], "spectrum": stats["spectrum"], "meta": meta}, buf
-    )
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def load_statistics(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise EncoderError(f"CCDD encoder statistics file {p} does not exist")
-    try:
-        stats = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise EncoderError(f"CCDD encoder statistics file {p} is unreadable ({type(e).__name__}: {e})") from e
-    if not isinstance(stats, dict) or not {"mean", "proj", "meta"} <= set(stats):
-        raise EncoderError(f"CCDD encoder statistics file {p} lacks mean/proj/meta")
-    return stats
-
-
 def check_statistics(stats: dict[str, Any], spec: EncoderSpec, source: str) -> None:
     """The statistics must belong to this encoder: same identity fields, shapes (W,), (W, d_c)."""
     W, d = spec.width, spec.d_cont
@@ -267,7 +234,7 @@ def check_statistics(stats: dict[str, Any], spec: EncoderSpec, source: str) -> N
         )
 
 
-# --- the frozen run (loaded outside this package, mdm/loading.py, and handed in) -------------------------
+# --- the frozen run (loaded outside this package, mdm/ccdd_encoder.py, and handed in) --------------
 def check_encoder_options(encoder: str, encoder_run: str | None, encoder_input: str) -> None:
     """The encoder choices, checked before the encoder run is loaded."""
     if encoder not in ENCODERS:
@@ -301,12 +268,10 @@ def frozen_encoder(
     seq_len: int,
     data: str,
     device: str | torch.device = "cpu",
-) -> tuple[FrozenEncoder, Path | None]:
-    """The encoder of a loaded run (:class:`mdm.loading.LoadedRun` of ``encoder_run``), checked to fit
-    (vocabulary, width, layer, context, direction).
-
-    Returns the encoder (without statistics) and the run directory (None for a bare checkpoint).
-    """
+) -> FrozenEncoder:
+    """The encoder (without statistics) of a loaded run (:class:`mdm.loading.LoadedRun` of
+    ``encoder_run``, loaded by the caller: mdm/ccdd_encoder.py), checked to fit (vocabulary, width,
+    layer, context, direction)."""
     if run.vocab != vocab:
         raise EncoderError(
             f"objective.ccdd.encoder_run={encoder_run!r} has vocabulary {run.vocab} but the data has {vocab}: "
@@ -337,10 +302,4 @@ def frozen_encoder(
         encoder, k, encoder_input, projection, d_cont, width, vocab, str(run.checkpoint), run.step, data
     )
     sigma_fn = run.objective.sigma_input if hasattr(run.objective, "sigma_input") else (lambda t: None)
-    return FrozenEncoder(net, spec, sigma_fn).to(device), run.run_dir
-
-
-def default_stats_path(spec: EncoderSpec, run_dir: Path | None) -> Path:
-    """``<encoder run>/ccdd_stats/<descriptor>`` (beside the checkpoint when there is no run dir)."""
-    base = run_dir if run_dir is not None else Path(spec.checkpoint).parent
-    return base / "ccdd_stats" / spec.descriptor()
+    return FrozenEncoder(net, spec, sigma_fn).to(device)

@@ -1,37 +1,142 @@
 """What the sweep planner counts for a run: parameters, FLOPs per token and the derived step count, from
-the config alone. No data is prepared, no checkpoint loaded, no network built and torch is not imported,
-so ``mdm sweep plan/status/collect`` start in a fraction of a second.
+the configs alone. No data is prepared, no checkpoint loaded, no network built and Lightning is not
+imported, so ``mdm sweep plan/status/collect`` start in a fraction of a second.
 
 * The vocabulary: the data directory's ``meta.json`` when the data is prepared (exact); otherwise what the
   tokenizer recipe gives (:func:`expected_vocab`; the plan says so).
-* Counts: :func:`mdm.derived.backbone_counts` for objectives whose trained network is the shared backbone
-  and that make no extra passes (:data:`BACKBONE_OBJECTIVES`, with their default time conditioning;
-  tests/sweep/test_plan_counts.py checks the table against the registry's classes and every count
-  against the objective's own on a built network). Any other objective (EDLM-NCE's energy network and
-  frozen base, CCDD's encoder) is counted by the build step, :func:`mdm.runprep.prepare_run`.
+* Counts: what the objective's class declares, ``Objective.config_counts(cfg, vocab, read_run_config)``
+  (mdm/diffusion/base.py): the plain backbone by default; EDLM-NCE and CCDD count their own networks and
+  their frozen base / encoder from that run's ``config.yaml`` (:func:`mdm.run_config.read_run_config`).
+  tests/sweep/test_plan_counts.py checks every registered objective's count against its own on a built
+  network.
+* torch is not imported for an objective counted by the default: which those are, and their time
+  conditioning, is read from the source of mdm/diffusion/*.py (:func:`declared_objectives`, checked
+  against the imported classes by the tests). An objective with its own ``config_counts`` is imported
+  (torch, no Lightning) and asked.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from mdm.config import Config
+from mdm.config_counts import time_conditioning
 from mdm.data.meta import load_meta, padded_vocab_size
 from mdm.data.paths import resolve_data_dir
 from mdm.derived import Derived, backbone_counts, derive, world_size
 from mdm.flops import Counts
+from mdm.run_config import read_run_config
 from mdm.vocab import Vocab
 
-# objective -> (default model.time_conditioning, whether it takes time conditioning), for objectives that
-# train the plain backbone with one forward and backward per token (Objective.build_model, count_options
-# and extra_flops_per_token not overridden); checked against mdm.diffusion's registry by
-# tests/sweep/test_plan_counts.py.
-BACKBONE_OBJECTIVES = {
-    "mdlm": (False, True),
-    "ar": (False, False),
-    "radd": (False, False),
-    "sedd": (True, True),
-}
+DIFFUSION = Path(__file__).resolve().parents[1] / "diffusion"
+_ROOT = "Objective"  # mdm/diffusion/base.py: the class whose config_counts is the plain backbone's
+
+
+@dataclass(frozen=True)
+class Declared:
+    """An objective class as its source declares it (class-level constants, inherited)."""
+
+    name: str  # registered name
+    cls: str  # class name
+    default_time_conditioning: bool
+    supports_time_conditioning: bool
+    counted_by: str  # the class (in its bases) whose config_counts it uses: "Objective" = the plain backbone
+
+
+def _class_table() -> dict[str, tuple[list[str], dict, set[str], str | None]]:
+    """class name -> (base names, constant class attributes, method names, registered name)."""
+    table = {}
+    for path in sorted(DIFFUSION.glob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if not isinstance(node, ast.ClassDef):
+                continue
+            consts, methods = {}, set()
+            for stmt in node.body:
+                if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    methods.add(stmt.name)
+                targets = (
+                    stmt.targets
+                    if isinstance(stmt, ast.Assign)
+                    else [stmt.target]
+                    if isinstance(stmt, ast.AnnAssign) and stmt.value is not None
+                    else []
+                )
+                for t in targets:
+                    if isinstance(t, ast.Name):
+                        try:
+                            consts[t.id] = ast.literal_eval(stmt.value)
+                        except ValueError:
+                            methods.add(t.id)  # assigned something computed (e.g. a staticmethod)
+            registered = None
+            for d in node.decorator_list:
+                if (
+                    isinstance(d, ast.Call)
+                    and getattr(d.func, "id", None) == "register_objective"
+                    and d.args
+                    and isinstance(d.args[0], ast.Constant)
+                ):
+                    registered = d.args[0].value
+            bases = [b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases]
+            table[node.name] = (bases, consts, methods, registered)
+    return table
+
+
+@functools.cache
+def declared_objectives() -> dict[str, Declared]:
+    """Registered name -> :class:`Declared`, read from mdm/diffusion/*.py without importing it (torch)."""
+    table = _class_table()
+
+    def mro(name: str) -> list[str]:
+        out, todo = [], [name]
+        while todo:
+            n = todo.pop(0)
+            if n in table and n not in out:
+                out.append(n)
+                todo = table[n][0] + todo
+        return out
+
+    def lookup(chain: list[str], attr: str):
+        for n in chain:
+            if attr in table[n][1] or attr in table[n][2]:
+                return n, table[n][1].get(attr)
+        raise KeyError(attr)
+
+    out = {}
+    for cls, (_, _, _, registered) in table.items():
+        if registered is None:
+            continue
+        chain = mro(cls)
+        out[registered] = Declared(
+            name=registered,
+            cls=cls,
+            default_time_conditioning=lookup(chain, "default_time_conditioning")[1],
+            supports_time_conditioning=lookup(chain, "supports_time_conditioning")[1],
+            counted_by=lookup(chain, "config_counts")[0],
+        )
+    return out
+
+
+def objective_counts(cfg: Config, vocab: Vocab) -> Counts:
+    """``config_counts`` of the objective ``cfg.objective.name`` (module docstring)."""
+    name = cfg.objective.name
+    registry = sys.modules.get("mdm.diffusion.registry")
+    decl = declared_objectives().get(name)
+    if (
+        (registry is None or name not in registry.OBJECTIVES)
+        and decl is not None
+        and decl.counted_by == _ROOT
+    ):
+        tc = time_conditioning(cfg, name, decl.default_time_conditioning, decl.supports_time_conditioning)
+        return backbone_counts(cfg.model, vocab.size, tc)  # = Objective.config_counts, without torch
+    from mdm.diffusion import OBJECTIVES
+    from mdm.diffusion.registry import lookup
+
+    return lookup(OBJECTIVES, "objective", name).config_counts(cfg, vocab, read_run_config)
+
 
 # real tokens (the mask id) of the fixed tokenizers (mdm/data/tokenizer.py)
 _FIXED_REAL_TOKENS = {"gpt2": 50257, "bert": 30522}
@@ -70,15 +175,5 @@ def planned_vocab(data) -> tuple[Vocab, bool]:
 def plan_counts(cfg: Config, vocab: tuple[Vocab, bool] | None = None) -> PlanCounts:
     """Counts and derived values of the run ``cfg`` describes, as ``mdm train`` will compute them."""
     voc, exact = vocab if vocab is not None else planned_vocab(cfg.data)
-    name = cfg.objective.name
-    if name in BACKBONE_OBJECTIVES:
-        default, supported = BACKBONE_OBJECTIVES[name]
-        tc = default if cfg.model.time_conditioning is None else cfg.model.time_conditioning
-        if tc and not supported:  # the objective's own check (mdm.diffusion.base.Objective)
-            raise ValueError(f"objective {name!r} takes no time conditioning (model.time_conditioning)")
-        counts = backbone_counts(cfg.model, voc.size, tc)
-        return PlanCounts(counts, derive(cfg, counts, world_size(cfg)), voc, exact)
-    from mdm.runprep import prepare_run  # an objective with its own network or frozen parts: build it
-
-    p = prepare_run(cfg)
-    return PlanCounts(p["counts"], p["derived"], p["vocab"], True)
+    counts = objective_counts(cfg, voc)
+    return PlanCounts(counts, derive(cfg, counts, world_size(cfg)), voc, exact)

@@ -9,9 +9,10 @@ import sys
 import pytest
 import torch
 
+from mdm.ccdd_encoder import load_statistics
 from mdm.data.datamodule import ensure_prepared
 from mdm.data.meta import load_meta
-from mdm.diffusion.encoders import EncoderError, load_statistics
+from mdm.diffusion.encoders import EncoderError
 from mdm.loading import build_objective, load_run
 from mdm.rundir import RunDir
 from mdm.sampling.base import get_sampler

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mdm.config import load, to_dict
+from mdm.config import load, to_dict, to_yaml
 from mdm.diffusion import build_objective
 from mdm.vocab import Vocab
 
@@ -23,7 +23,7 @@ def synthetic_vocab(n: int = 16) -> Vocab:
 
 def write_fake_run(path: Path, overrides: list[str], seed: int = 0) -> Path:
     """A run directory holding a randomly initialised checkpoint in `mdm train`'s format, loadable by
-    mdm.loading.load_run (config from configs/debug.yaml + overrides)."""
+    mdm.loading.load_run, and its config.yaml (config from configs/debug.yaml + overrides)."""
     cfg = load([DEBUG_YAML], overrides)
     vocab = synthetic_vocab(cfg.data.synthetic.vocab)
     torch.manual_seed(seed)
@@ -36,6 +36,7 @@ def write_fake_run(path: Path, overrides: list[str], seed: int = 0) -> Path:
     }
     (path / "checkpoints").mkdir(parents=True, exist_ok=True)
     torch.save(ck, path / "checkpoints" / "last.ckpt")
+    (path / "config.yaml").write_text(to_yaml(cfg))
     return path
 
 

@@ -1,5 +1,6 @@
 """The sweep planner counts from the config (mdm/sweep/counts.py): the same runs, names and numbers as
-the build step gave, without preparing data, building a network or importing torch."""
+the build step gave, without preparing data, building a network, loading a checkpoint or importing
+Lightning (nor torch, for objectives counted as the plain backbone)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,16 @@ from omegaconf import OmegaConf
 from mdm.config import Config, MixtureSource, declared_names, load, to_dict
 from mdm.data.meta import load_meta
 from mdm.derived import backbone_counts
-from mdm.sweep.counts import BACKBONE_OBJECTIVES, expected_vocab, plan_counts, planned_vocab
+from mdm.sweep.counts import declared_objectives, expected_vocab, objective_counts, plan_counts, planned_vocab
 from mdm.sweep.plan import build_plan
 from mdm.sweep.spec import load_spec
 from mdm.vocab import Vocab
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+DEBUG_YAML = REPO / "configs" / "debug.yaml"
+# objectives counted as the plain backbone (Objective.config_counts not overridden)
+PLAIN = sorted(n for n, d in declared_objectives().items() if d.counted_by == "Objective")
 
 
 def test_demo_plan_is_the_one_frozen_before_counting_from_the_config():
@@ -63,24 +67,43 @@ def test_status_and_plan_prepare_nothing_and_import_neither_torch_nor_lightning(
     assert list(data.iterdir()) == []  # nothing prepared
 
 
-def test_the_table_is_the_registry():
-    """BACKBONE_OBJECTIVES holds exactly the registered objectives that train the plain backbone with one
-    forward and backward per token, with their default and allowed time conditioning."""
+def test_declarations_read_from_the_source_are_the_classes():
+    """What the planner reads from mdm/diffusion/*.py without importing it is what the imported classes
+    hold: every registered objective, its time conditioning, and the class whose config_counts it uses."""
+    from mdm.diffusion import OBJECTIVES
+
+    shipped = {n: c for n, c in OBJECTIVES.items() if c.__module__.startswith("mdm.diffusion.")}
+    declared = declared_objectives()
+    assert sorted(declared) == sorted(shipped)
+    for name, cls in shipped.items():
+        d = declared[name]
+        owner = next(k for k in cls.__mro__ if "config_counts" in vars(k))
+        assert (d.cls, d.default_time_conditioning, d.supports_time_conditioning, d.counted_by) == (
+            cls.__name__,
+            cls.default_time_conditioning,
+            cls.supports_time_conditioning,
+            owner.__name__,
+        ), name
+    assert {"mdlm", "ar", "radd", "sedd"} <= set(PLAIN) and not {"edlm_nce", "ccdd", "edlm_ar"} & set(PLAIN)
+
+
+def test_an_objective_with_its_own_network_or_passes_counts_itself():
+    """The default config_counts is the plain backbone: an objective that changes the network it trains,
+    how it is counted or its extra passes must declare its own count."""
     from mdm.diffusion import OBJECTIVES, Objective
 
-    plain = {
-        name: (cls.default_time_conditioning, cls.supports_time_conditioning)
-        for name, cls in OBJECTIVES.items()
-        if cls.build_model is Objective.build_model
-        and cls.extra_flops_per_token is Objective.extra_flops_per_token
-        and cls.count_options == {}
-        and not cls.builds_on_runs
-    }
-    plain.pop("edlm_ar")  # trains nothing: its constructor refuses (planning it fails the same way)
-    assert plain == BACKBONE_OBJECTIVES
+    for name, cls in OBJECTIVES.items():
+        own = (
+            cls.build_model is not Objective.build_model
+            or cls.extra_flops_per_token is not Objective.extra_flops_per_token
+            or cls.count_options != {}
+            or cls.frozen_parts != ()
+        )
+        if own:
+            assert "config_counts" in {a for k in cls.__mro__[:-2] for a in vars(k)}, name
 
 
-@pytest.mark.parametrize("name", sorted(BACKBONE_OBJECTIVES))
+@pytest.mark.parametrize("name", PLAIN)
 @pytest.mark.parametrize(
     "over",
     [
@@ -110,6 +133,142 @@ def test_config_counts_equal_the_objectives_on_the_built_network(name, over):
     got = plan_counts(cfg, (vocab, True))
     assert got.counts == obj.counts(model)
     assert got.counts.flops_per_token == obj.counts(model).flops_per_token
+    assert got.counts == type(obj).config_counts(cfg, vocab, None)
+
+
+@pytest.mark.parametrize("name", PLAIN)
+def test_the_torch_free_count_is_the_classes(name, monkeypatch):
+    """Without mdm.diffusion imported the planner counts a plain objective from its declarations: the
+    same as the class's config_counts."""
+    from mdm.diffusion import OBJECTIVES
+
+    vocab = Vocab(size=128, mask_id=100)
+    for over in ([], ["model.time_conditioning=false", "model.tie_embeddings=false"]):
+        cfg = load([DEBUG_YAML], [f"objective.name={name}", *over])
+        want = OBJECTIVES[name].config_counts(cfg, vocab, None)
+        monkeypatch.delitem(sys.modules, "mdm.diffusion.registry")
+        assert objective_counts(cfg, vocab) == want
+        monkeypatch.undo()
+
+
+# --- objectives built on a frozen run: counted from the configs, equal to the built network's --------------
+def _edlm_nce(tmp_path, base_over, over, negatives):
+    from tests.edlm.conftest import synthetic_vocab, write_fake_run
+
+    base = write_fake_run(tmp_path / "base", base_over)
+    cfg = load(
+        [DEBUG_YAML, REPO / "configs" / "edlm_nce.yaml"],
+        [f"objective.edlm.base_run={base}", f"objective.edlm.nce_negatives_per_positive={negatives}", *over],
+    )
+    return cfg, synthetic_vocab(cfg.data.synthetic.vocab)
+
+
+def _ccdd(tmp_path, enc_over, over):
+    from tests.edlm.conftest import synthetic_vocab, write_fake_run
+
+    enc = write_fake_run(tmp_path / "encoder", enc_over)
+    cfg = load([DEBUG_YAML], ["objective.name=ccdd", f"objective.ccdd.encoder_run={enc}", *over])
+    return cfg, synthetic_vocab(cfg.data.synthetic.vocab)
+
+
+EDLM_CASES = [
+    ([], [], 1),
+    ([], [], 3),
+    (["objective.name=radd"], [], 2),
+    (["model.time_conditioning=true"], ["model.time_conditioning=true"], 1),
+]
+CCDD_CASES = [
+    ([], ["objective.ccdd.d_cont=8"]),
+    ([], ["objective.ccdd.encoder=hidden", "objective.ccdd.encoder_layer=1"]),
+    (["model.time_conditioning=true"], ["objective.ccdd.encoder=hidden", "objective.ccdd.encoder_layer=-1"]),
+    (["model.time_conditioning=true"], ["objective.ccdd.encoder=hidden", "objective.ccdd.encoder_layer=0"]),
+    (
+        ["model.depth=3"],
+        ["objective.ccdd.encoder=hidden", "model.time_conditioning=true", "objective.ccdd.d_cont=5"],
+    ),
+    ([], ["objective.ccdd.continuous=false"]),
+]
+
+
+def _built_counts(cfg, vocab):
+    """What `mdm train` records: the objective built with its frozen parts, its network on the meta device."""
+    import torch
+
+    from mdm.loading import build_objective
+
+    obj = build_objective(cfg, vocab)
+    with torch.device("meta"):
+        model = obj.build_model(cfg, vocab)
+    return obj.counts(model)
+
+
+@pytest.mark.parametrize("base_over,over,negatives", EDLM_CASES)
+def test_edlm_nce_config_counts_equal_the_built_network(tmp_path, base_over, over, negatives):
+    cfg, vocab = _edlm_nce(tmp_path, base_over, over, negatives)
+    want = _built_counts(cfg, vocab)
+    assert want.extra_flops_per_token > negatives * want.forward_flops_per_token  # base and negatives
+    assert plan_counts(cfg, (vocab, True)).counts == want
+
+
+@pytest.mark.parametrize("enc_over,over", CCDD_CASES)
+def test_ccdd_config_counts_equal_the_built_network(tmp_path, enc_over, over):
+    cfg, vocab = _ccdd(tmp_path, enc_over, over)
+    want = _built_counts(cfg, vocab)
+    assert plan_counts(cfg, (vocab, True)).counts == want
+    assert (want.extra_flops_per_token != 0) == cfg.objective.ccdd.continuous
+
+
+def test_config_counts_of_frozen_runs_that_do_not_fit(tmp_path):
+    cfg, vocab = _ccdd(tmp_path, [], [f"objective.ccdd.encoder_run={tmp_path / 'nope'}"])
+    with pytest.raises(ValueError, match="objective.ccdd.encoder_run=.*nope"):
+        plan_counts(cfg, (vocab, True))
+    bare = tmp_path / "bare.ckpt"
+    (tmp_path / "encoder" / "checkpoints" / "last.ckpt").rename(bare)
+    cfg, vocab = _ccdd(tmp_path / "b", [], [f"objective.ccdd.encoder_run={bare}"])
+    with pytest.raises(ValueError, match="objective.ccdd.encoder_run=.*bare.ckpt.*config.yaml"):
+        plan_counts(cfg, (vocab, True))
+    cfg, vocab = _edlm_nce(tmp_path, ["objective.name=ar"], [], 1)
+    with pytest.raises(ValueError, match="objective.edlm.base_run=.*'ar'.*masked diffusion"):
+        plan_counts(cfg, (vocab, True))
+    cfg, vocab = _edlm_nce(tmp_path / "d", ["model.depth=3"], [], 1)
+    with pytest.raises(ValueError, match="model.depth: 2 vs 3"):
+        plan_counts(cfg, (vocab, True))
+
+
+def test_planning_edlm_nce_and_ccdd_loads_no_checkpoint_and_imports_no_lightning(tmp_path):
+    """In a fresh interpreter with torch.load refusing: the counts of edlm_nce and ccdd runs (frozen runs on
+    disk), no data prepared, neither Lightning nor the build step (mdm.runprep) nor the run loader imported."""
+    runs = []
+    for i, (base_over, over, nu) in enumerate(EDLM_CASES[:2]):
+        cfg, _ = _edlm_nce(tmp_path / f"e{i}", base_over, over, nu)
+        runs.append((to_dict(cfg), plan_counts(cfg).counts.flops_per_token))
+    for i, (enc_over, over) in enumerate(CCDD_CASES[1:3]):
+        cfg, _ = _ccdd(tmp_path / f"c{i}", enc_over, over)
+        runs.append((to_dict(cfg), plan_counts(cfg).counts.flops_per_token))
+    data = tmp_path / "data"
+    data.mkdir()
+    code = (
+        "import json, sys\n"
+        "import torch\n"
+        "def refuse(*a, **k):\n"
+        "    raise AssertionError('a checkpoint was loaded')\n"
+        "torch.load = refuse\n"
+        "from mdm.config import from_dict\n"
+        "from mdm.sweep.counts import plan_counts\n"
+        f"runs = json.loads({json.dumps(json.dumps([r[0] for r in runs]))})\n"
+        "flops = [plan_counts(from_dict(r)).counts.flops_per_token for r in runs]\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning')"
+        " or m in ('mdm.runprep', 'mdm.loading', 'mdm.train', 'mdm.module', 'mdm.ccdd_encoder'))\n"
+        "print(json.dumps([flops, heavy]))\n"
+    )
+    env = {**__import__("os").environ, "MDM_DATA_DIR": str(data)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    flops, heavy = json.loads(out.stdout.strip().splitlines()[-1])
+    assert flops == [r[1] for r in runs] and heavy == []
+    assert list(data.iterdir()) == []  # nothing prepared
 
 
 def test_backbone_counts_by_hand():
