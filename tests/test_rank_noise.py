@@ -112,6 +112,10 @@ def test_a_ranks_rows_draw_one_process_noise(case, tmp_path):
     losses and training-loss sums, whatever the process RNG holds."""
     cfg, obj, model = _objective(case, tmp_path)
     batch, seed, step = _batch(), 3, 7
+    # the noise must be identical (torch.equal); the losses only to float32 tolerance: the same rows in a
+    # batch of B or B/2 go through differently blocked kernels (SEDD-uniform differed by 1.75e-5 relative
+    # on an AMD EPYC, 2026-12)
+    tol = dict(rtol=1e-4, atol=1e-6)
     with torch.no_grad():
         t, noise = training_noise(obj, seed, step, B, 0, 1, "cpu")
         full = obj.sequence_loss(model, batch, t, noise)  # (B,)
@@ -123,14 +127,14 @@ def test_a_ranks_rows_draw_one_process_noise(case, tmp_path):
             assert torch.equal(t_r, t[rank::2])
             sub = _rows(batch, slice(rank, None, 2))
             got = obj.sequence_loss(model, sub, t_r, noise_r)
-            torch.testing.assert_close(got, full[rank::2], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(got, full[rank::2], **tol)
             ranks_sum += obj.loss(model, sub, *training_noise(obj, seed, step, B // 2, rank, 2, "cpu")).sum
-        torch.testing.assert_close(ranks_sum, full_sum, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ranks_sum, full_sum, **tol)
         t, noise = training_noise(obj, seed, step, B, 0, 1, "cpu")
         micro = [
             obj.sequence_loss(model, _rows(batch, s), t[s], noise[s]) for s in (slice(0, 1), slice(1, B))
         ]
-        torch.testing.assert_close(torch.cat(micro), full, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(torch.cat(micro), full, **tol)
         # and the noise is not trivial: another step gives other losses
         other = obj.sequence_loss(model, batch, *training_noise(obj, seed, step + 1, B, 0, 1, "cpu"))
         assert not torch.allclose(other, full)
