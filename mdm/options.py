@@ -116,7 +116,8 @@ def section_owners() -> dict[str, str]:
 
 
 def invalid_choice(ocfg: Any, owner: str) -> str | None:
-    """The one-line message for the first of ``owner``'s options not among its choices, else None."""
+    """The one-line message for the first of ``owner``'s options not among its choices, or out of its range
+    (a section's dataclass may define ``invalid(self) -> str | None``, its range checks), else None."""
     for s in sections():
         if s.owner != owner:
             continue
@@ -127,4 +128,8 @@ def invalid_choice(ocfg: Any, owner: str) -> str | None:
             if value not in valid:
                 shown = ", ".join(map(str, valid))
                 return f"{prefix}{name}={value!r} is not valid for {owner}; choose one of: {shown}"
+        ranges = getattr(node, "invalid", None)
+        bad = ranges() if callable(ranges) else None
+        if bad:
+            return bad
     return None

@@ -44,7 +44,7 @@ from dataclasses import replace
 
 import torch
 
-from mdm.config import Config, ConfigError
+from mdm.config import Config
 from mdm.config_counts import forward_flops, time_conditioning
 from mdm.derived import backbone_counts, resolve_dims
 from mdm.diffusion import noise
@@ -79,16 +79,6 @@ class CCDD(MDLM):
     def __init__(self, cfg: Config, vocab: Vocab, ccdd_encoder=None):
         super().__init__(cfg, vocab)
         c = self.ccfg = cfg.objective.ccdd
-        if c.d_cont <= 0:
-            raise ConfigError(f"objective.ccdd.d_cont must be positive, got {c.d_cont}")
-        if c.lambda_cont < 0:
-            raise ConfigError(f"objective.ccdd.lambda_cont must be >= 0, got {c.lambda_cont}")
-        if not 0 <= c.cont_drop < 1:
-            raise ConfigError(f"objective.ccdd.cont_drop must be in [0, 1), got {c.cont_drop}")
-        if c.time_power <= 0:
-            raise ConfigError(f"objective.ccdd.time_power must be positive, got {c.time_power}")
-        if c.stats_batches <= 0:
-            raise ConfigError(f"objective.ccdd.stats_batches must be positive, got {c.stats_batches}")
         self.continuous = c.continuous
         self.d_cont = c.d_cont if c.continuous else 0
         # ``source(objective, statistics=True) -> FrozenEncoder`` (None: built without one; a test may set

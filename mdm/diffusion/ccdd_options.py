@@ -46,3 +46,15 @@ class CcddConfig:
     compute_stats: bool = True  # compute missing statistics at the default path (explicit files never)
     stats_batches: int = 16  # training batches of eval.batch_size sequences used for the statistics
     guidance_scale: float = 0.0  # sampling: w in log p_c + w (log p_c - log p_blind); 0 = off
+
+    def invalid(self) -> str | None:
+        """The one-line message for the first field out of its range, else None (checked with the choices
+        when a config is loaded and when the objective is built: :func:`mdm.options.invalid_choice`)."""
+        checks = (
+            (self.d_cont <= 0, f"objective.ccdd.d_cont must be positive, got {self.d_cont}"),
+            (self.lambda_cont < 0, f"objective.ccdd.lambda_cont must be >= 0, got {self.lambda_cont}"),
+            (not 0 <= self.cont_drop < 1, f"objective.ccdd.cont_drop must be in [0, 1), got {self.cont_drop}"),
+            (self.time_power <= 0, f"objective.ccdd.time_power must be positive, got {self.time_power}"),
+            (self.stats_batches <= 0, f"objective.ccdd.stats_batches must be positive, got {self.stats_batches}"),
+        )
+        return next((msg for bad, msg in checks if bad), None)

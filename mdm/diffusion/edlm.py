@@ -290,18 +290,11 @@ def check_ar_run(
 
 
 def check_edlm_config(e: EdlmConfig) -> None:
-    if e.num_candidates < 1:
-        raise ConfigError(f"objective.edlm.num_candidates must be >= 1, got {e.num_candidates}")
-    if not 0.0 <= e.window <= 1.0:
-        raise ConfigError(f"objective.edlm.window must be in [0, 1], got {e.window}")
-    if e.nce_negatives_per_positive < 1:
-        raise ConfigError(
-            f"objective.edlm.nce_negatives_per_positive must be >= 1, got {e.nce_negatives_per_positive}"
-        )
-    if e.bound_samples < 1 or e.bound_steps < 1:
-        raise ConfigError(
-            f"objective.edlm.bound_samples and bound_steps must be >= 1, got {e.bound_samples}, {e.bound_steps}"
-        )
+    """EDLM's option ranges (:meth:`EdlmConfig.invalid`), for the users of ``objective.edlm`` that are not
+    an edlm_nce objective (whose construction checks them): edlm_ar's energy, the sampler."""
+    bad = e.invalid()
+    if bad:
+        raise ConfigError(bad)
 
 
 def _require_base_run(e: EdlmConfig) -> None:
@@ -369,8 +362,7 @@ class EdlmNCE(Objective):
     def __init__(self, cfg: Config, vocab: Vocab, load_run=None):
         super().__init__(cfg, vocab)
         self.load_run = load_run
-        ecfg = cfg.objective.edlm
-        check_edlm_config(ecfg)
+        ecfg = cfg.objective.edlm  # its ranges are checked with its choices (Objective.__init__)
         _require_base_run(ecfg)
         base = check_base_run(self.frozen_run(ecfg.base_run, "objective.edlm.base_run"), ecfg.base_run)
         check_same_tokenizer(

@@ -22,3 +22,22 @@ class EdlmConfig:
     nce_negatives_per_positive: int = 1  # edlm_nce: denoiser samples per real sequence (NCE noise ratio)
     bound_samples: int = 16  # likelihood: IS samples per estimate of log Z and of a revealed-subset marginal
     bound_steps: int = 128  # likelihood: discretisation (steps) of the process whose NELBO is reported
+
+    def invalid(self) -> str | None:
+        """The one-line message for the first field out of its range, else None (checked with the choices
+        for edlm_nce: :func:`mdm.options.invalid_choice`; edlm_ar and the sampler call
+        :func:`mdm.diffusion.edlm.check_edlm_config`)."""
+        checks = (
+            (self.num_candidates < 1, f"objective.edlm.num_candidates must be >= 1, got {self.num_candidates}"),
+            (not 0.0 <= self.window <= 1.0, f"objective.edlm.window must be in [0, 1], got {self.window}"),
+            (
+                self.nce_negatives_per_positive < 1,
+                f"objective.edlm.nce_negatives_per_positive must be >= 1, got {self.nce_negatives_per_positive}",
+            ),
+            (
+                self.bound_samples < 1 or self.bound_steps < 1,
+                f"objective.edlm.bound_samples and bound_steps must be >= 1, got {self.bound_samples}, "
+                f"{self.bound_steps}",
+            ),
+        )
+        return next((msg for bad, msg in checks if bad), None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -246,6 +247,28 @@ def test_bad_choices_name_the_key(tmp_path):
             _objective(tmp_path, f"objective.ccdd.{key}={value}")
     with pytest.raises(ConfigError, match="cont_drop"):
         _objective(tmp_path, "objective.ccdd.cont_drop=1.0")
+
+
+@pytest.mark.parametrize(
+    "over,message",
+    [
+        ("d_cont=0", r"objective\.ccdd\.d_cont must be positive, got 0"),
+        ("lambda_cont=-1", r"objective\.ccdd\.lambda_cont must be >= 0, got -1"),
+        ("cont_drop=1.0", r"objective\.ccdd\.cont_drop must be in \[0, 1\), got 1\.0"),
+        ("cont_drop=-0.1", r"objective\.ccdd\.cont_drop must be in \[0, 1\), got -0\.1"),
+        ("time_power=0", r"objective\.ccdd\.time_power must be positive, got 0"),
+        ("stats_batches=0", r"objective\.ccdd\.stats_batches must be positive, got 0"),
+    ],
+)
+def test_out_of_range_options_stop_the_config_load(tmp_path, over, message):
+    """The ranges live with the options (CcddConfig.invalid): a bad value stops the load, before any
+    objective is built, and building one from such a config refuses it the same way."""
+    with pytest.raises(ConfigError, match=message):
+        _cfg(tmp_path, f"objective.ccdd.{over}")
+    cfg = _cfg(tmp_path, "objective.name=mdlm", f"objective.ccdd.{over}")  # another objective's: not checked
+    cfg = dataclasses.replace(cfg, objective=dataclasses.replace(cfg.objective, name="ccdd"))
+    with pytest.raises(ConfigError, match=message):
+        build_objective(cfg, VOCAB)
 
 
 # --- 4. leakage ---------------------------------------------------------------------------------------------------

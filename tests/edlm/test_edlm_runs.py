@@ -173,3 +173,24 @@ def test_mdm_sample_cli(fake_run, tmp_path, capsys):
     assert "needs an energy" in capsys.readouterr().err
     assert main(["sample", str(ar), "--sampler", "edlm", "--steps", "2", "--out", str(out)]) == 2
     assert "does not fit objective 'ar'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "over,message",
+    [
+        ("num_candidates=0", r"objective\.edlm\.num_candidates must be >= 1, got 0"),
+        ("window=1.5", r"objective\.edlm\.window must be in \[0, 1\], got 1\.5"),
+        ("nce_negatives_per_positive=0", r"objective\.edlm\.nce_negatives_per_positive must be >= 1, got 0"),
+        ("bound_steps=0", r"objective\.edlm\.bound_samples and bound_steps must be >= 1, got 16, 0"),
+    ],
+)
+def test_out_of_range_options_stop_the_config_load(over, message):
+    """EdlmConfig.invalid holds the ranges: an edlm_nce config stops at load; edlm_ar (which reads the same
+    section, and is not built) and the sampler check them with check_edlm_config, same message."""
+    from mdm.diffusion.edlm import check_edlm_config
+
+    with pytest.raises(ConfigError, match=message):
+        load([DEBUG_YAML, NCE_YAML], [f"objective.edlm.{over}"])
+    ar = load([DEBUG_YAML, REPO / "configs" / "edlm_ar.yaml"], [f"objective.edlm.{over}"])
+    with pytest.raises(ConfigError, match=message):
+        check_edlm_config(ar.objective.edlm)
