@@ -18,6 +18,14 @@ contenders; ``noise_share`` is the median over the grid of the contenders' range
 fraction of the range of ln N the envelope crosses (0: noise never opens the choice; 1: noise
 could pick any of the envelope's sizes; scaling.checks flags the fit above MAX_NOISE_SHARE). The
 bootstrap (scaling.bootstrap.bootstrap_approach1) redraws that noise too.
+
+Schedules. A run whose learning rate decays to the end of its own horizon is, mid-schedule, worse
+than a run trained to that compute (its rate has not come down yet), so an envelope made of
+mid-schedule points favours the sizes whose runs end there: small ones. Hoffmann et al. trained
+four horizons per size for this reason. With an ``lr`` column, ``mid_schedule_share`` is the share
+of the envelope's grid won by a point whose learning rate had not yet done DECAYED of its decay
+(scaling.checks flags the fit above MAX_MID_SCHEDULE_SHARE); an isoFLOP sweep (one horizon per
+run, every run ending at its budget) is such a design between its budgets.
 """
 
 from __future__ import annotations
@@ -46,6 +54,9 @@ class Approach1Fit(AllocationLaws):
     n_points: int  # history rows used
     noise_share: float  # median ln-N range within 2 noise sd of the winner, over the envelope's ln-N range
     curve_noise: float  # median over runs of the smoothed curves' per-point noise sd (loss units)
+    mid_schedule_share: (
+        float | None
+    )  # share of the grid won by a point before its run's LR decayed; None: no lr
     smooth: int | str = 0
     warnings: list[str] = field(default_factory=list)
     intervals: dict[str, dict[str, float]] | None = None
@@ -63,6 +74,7 @@ class Approach1Fit(AllocationLaws):
             "smooth": self.smooth,
             "noise_share": self.noise_share,
             "curve_noise": self.curve_noise,
+            "mid_schedule_share": self.mid_schedule_share,
             "compute_range": [float(self.grid[0]), float(self.grid[-1])],
             "warnings": list(self.warnings),
         }
@@ -108,11 +120,35 @@ def _gain(w: int) -> float:
     return 1.0 if w < 3 else float(np.linalg.norm(savgol_coeffs(w, 2)))
 
 
-def _curves(
-    hist: pd.DataFrame, smooth: Smooth = 0
-) -> list[tuple[str, float, np.ndarray, np.ndarray, np.ndarray, float]]:
-    """Per run: (name, N, ln C sorted, loss (smoothed), ln tokens, noise sd of the smoothed loss)."""
+@dataclass
+class _Curve:
+    name: str
+    n: float
+    lc: np.ndarray  # ln C, ascending
+    loss: np.ndarray  # smoothed
+    lt: np.ndarray  # ln tokens
+    sd: float  # noise sd of a smoothed point
+    decayed: np.ndarray | None  # 1 where the learning rate has done DECAYED of its decay, else 0; None: no lr
+
+
+DECAYED = 0.75  # a point counts as end-of-schedule once its learning rate has done this share of its decay
+
+
+def _decayed(lr: np.ndarray) -> np.ndarray:
+    """1.0 at the points past the peak whose learning rate has come down ``DECAYED`` of the way from its
+    peak to its final value, else 0.0 (warm-up and the stable/early part of a decay). A constant rate
+    has nothing to decay: every point counts as decayed."""
+    peak, final = lr.max(), lr[-1]
+    if not peak > final:
+        return np.ones_like(lr)
+    past = np.arange(lr.size) >= int(np.argmax(lr))
+    return (past & ((peak - lr) >= DECAYED * (peak - final))).astype(float)
+
+
+def _curves(hist: pd.DataFrame, smooth: Smooth = 0) -> list[_Curve]:
+    """Per run, sorted by compute: the smoothed loss, its noise and (with an ``lr`` column) its decay."""
     out = []
+    lr_known = "lr" in hist.columns and bool(np.isfinite(pd.to_numeric(hist["lr"], errors="coerce")).all())
     for name, g in hist.groupby("name", sort=False):
         n_vals = g["params"].unique()
         if n_vals.size != 1:
@@ -123,13 +159,14 @@ def _curves(
         loss = g["loss"].to_numpy(float)
         w = window(loss.size, smooth)
         out.append(
-            (
-                str(name),
-                float(n_vals[0]),
-                np.log(g["flops"].to_numpy(float)),
-                _smooth(loss, w),
-                np.log(g["tokens"].to_numpy(float)),
-                point_noise(loss) * _gain(w),
+            _Curve(
+                name=str(name),
+                n=float(n_vals[0]),
+                lc=np.log(g["flops"].to_numpy(float)),
+                loss=_smooth(loss, w),
+                lt=np.log(g["tokens"].to_numpy(float)),
+                sd=point_noise(loss) * _gain(w),
+                decayed=_decayed(g["lr"].to_numpy(float)) if lr_known else None,
             )
         )
     return out
@@ -189,13 +226,13 @@ def fit_approach1(
             f"{source}: Approach 1 needs training curves of at least 2 runs; got {len(curves)}"
         )
     msgs: list[str] = []
-    if all(cv[2].size == 1 for cv in curves):
+    if all(cv.lc.size == 1 for cv in curves):
         msgs.append(
             "Approach 1: every run has a single point (final results only); the envelope is then over final "
             "losses, not training curves. Pass run directories or a history CSV for the real Approach 1"
         )
-    lo = np.array([cv[2][0] for cv in curves])
-    hi = np.array([cv[2][-1] for cv in curves])
+    lo = np.array([cv.lc[0] for cv in curves])
+    hi = np.array([cv.lc[-1] for cv in curves])
     cover_lo = np.sort(lo)[min(min_cover, len(curves)) - 1]
     cover_hi = np.sort(hi)[::-1][min(min_cover, len(curves)) - 1]
     if not cover_hi > cover_lo:
@@ -204,26 +241,27 @@ def fit_approach1(
     K, R = grid_l.size, len(curves)
     losses = np.full((R, K), np.inf)
     toks = np.full((R, K), np.nan)
-    for i, (_, _, lc, ls, lt, _) in enumerate(curves):
-        inside = (grid_l >= lc[0]) & (grid_l <= lc[-1])
-        if lc.size == 1:
-            inside = np.isclose(grid_l, lc[0])
-            losses[i, inside] = ls[0]
-            toks[i, inside] = lt[0]
-            continue
-        losses[i, inside] = np.interp(grid_l[inside], lc, ls)
-        toks[i, inside] = np.interp(grid_l[inside], lc, lt)
+    decayed = np.full((R, K), np.nan)
+    for i, cv in enumerate(curves):
+        inside = (grid_l >= cv.lc[0]) & (grid_l <= cv.lc[-1])
+        if cv.lc.size == 1:
+            inside = np.isclose(grid_l, cv.lc[0])
+        losses[i, inside] = np.interp(grid_l[inside], cv.lc, cv.loss)
+        toks[i, inside] = np.interp(grid_l[inside], cv.lc, cv.lt)
+        if cv.decayed is not None:
+            decayed[i, inside] = np.interp(grid_l[inside], cv.lc, cv.decayed) >= 0.5
     covered = np.isfinite(losses).any(axis=0)
-    grid_l, losses, toks = grid_l[covered], losses[:, covered], toks[:, covered]
+    grid_l, losses, toks, decayed = grid_l[covered], losses[:, covered], toks[:, covered], decayed[:, covered]
     win = np.argmin(losses, axis=0)  # (K,)
     cols = np.arange(grid_l.size)
-    env_n = np.array([curves[i][1] for i in win])
+    env_n = np.array([curves[i].n for i in win])
     env_d = np.exp(toks[win, cols])
     env_l = losses[win, cols]
-    names = np.array([curves[i][0] for i in win])
-    all_n = np.array([cv[1] for cv in curves])
-    sd = np.array([cv[5] for cv in curves])
-    share = _noise_share(losses, win, all_n, sd)
+    names = np.array([curves[i].name for i in win])
+    all_n = np.array([cv.n for cv in curves])
+    share = _noise_share(losses, win, all_n, np.array([cv.sd for cv in curves]))
+    env_decayed = decayed[win, cols]
+    mid = float(np.mean(env_decayed == 0)) if np.isfinite(env_decayed).all() else None
     sizes = np.unique(env_n)
     if sizes.size < 2:
         raise ScalingInputError(
@@ -254,7 +292,8 @@ def fit_approach1(
         n_runs=len(curves),
         n_points=int(len(h)),
         noise_share=share,
-        curve_noise=float(np.median(sd)),
+        curve_noise=float(np.median([cv.sd for cv in curves])),
+        mid_schedule_share=mid,
         smooth=smooth,
     )
     for m in msgs:

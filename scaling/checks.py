@@ -40,6 +40,7 @@ MAX_FAILED_SHARE = 0.5  # most bootstrap resamples that may fail before the inte
 MIN_E_FRACTION = 1e-3  # E below this fraction of the lowest observed loss: the floor vanished
 A_PLUS_B_TOL = 0.1  # |a + b − (1 + a(1 − s))| above this: N_opt and D_opt inconsistent
 MAX_NOISE_SHARE = 0.5  # Approach 1: most of the envelope's range of sizes that noise may leave open
+MAX_MID_SCHEDULE_SHARE = 0.5  # Approach 1: most of the envelope's grid that mid-schedule points may win
 
 THRESHOLDS = {
     "max_ratio_interval_decades": MAX_DECADES,
@@ -48,6 +49,7 @@ THRESHOLDS = {
     "min_E_fraction_of_lowest_loss": MIN_E_FRACTION,
     "a_plus_b_tolerance": A_PLUS_B_TOL,
     "max_envelope_noise_share": MAX_NOISE_SHARE,
+    "max_envelope_mid_schedule_share": MAX_MID_SCHEDULE_SHARE,
 }
 
 
@@ -191,6 +193,14 @@ def check_allocation_fit(fit: Any, budgets: np.ndarray) -> list[str]:
             f"the envelope is picked by noise: at a typical compute, runs within twice the loss curves' noise "
             f"(sd {fit.curve_noise:.3g} after smoothing) of the winner span {share:.0%} of the envelope's range of "
             f"ln N (more than {MAX_NOISE_SHARE:.0%})"
+        )
+    mid = getattr(fit, "mid_schedule_share", None)  # Approach 1 with learning rates only
+    if mid is not None and mid > MAX_MID_SCHEDULE_SHARE:
+        out.append(
+            f"{mid:.0%} of the envelope's compute grid is won by mid-schedule points (learning rate not yet "
+            f"decayed; more than {MAX_MID_SCHEDULE_SHARE:.0%}): those losses lie above what a run trained to that "
+            "compute reaches, which biases N_opt toward the sizes whose runs end there (train several horizons "
+            "per size for Approach 1)"
         )
     s = getattr(fit, "flops_per_token_slope", None)
     if s is not None and _finite(fit.a) and _finite(fit.b):

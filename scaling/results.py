@@ -185,7 +185,7 @@ def load_run_histories(
     compute: str = "6nd",
     loss_key: str = "loss",
 ) -> pd.DataFrame:
-    """Training curves from run directories, long format: name, params, tokens, flops, loss, step.
+    """Training curves from run directories, long format: name, params, tokens, flops, loss, step, lr.
 
     ``params_key``: which summary.json count is N (params_non_embedding, params_total, or
     params_compute = flops_per_token / 6, the compute-equivalent size for which 6·N·D is the FLOPs).
@@ -221,7 +221,7 @@ def load_run_histories(
             if "flops_per_token" not in summary:
                 raise ScalingInputError(f"{sp}: missing key 'flops_per_token' (needed for compute='summary')")
             fpt = float(summary["flops_per_token"])
-        steps, toks, losses = [], [], []
+        steps, toks, losses, lrs = [], [], [], []
         with mp.open() as fh:
             for ln, line in enumerate(fh, start=1):
                 line = line.strip()
@@ -236,6 +236,7 @@ def load_run_histories(
                 steps.append(row.get("step", ln))
                 toks.append(float(row["tokens"]))
                 losses.append(float(row[loss_key]))
+                lrs.append(float(row["lr"]) if isinstance(row.get("lr"), (int, float)) else np.nan)
         if not toks:
             raise ScalingInputError(f"{mp}: no rows with both 'tokens' and '{loss_key}'")
         t = np.asarray(toks)
@@ -251,6 +252,9 @@ def load_run_histories(
                     "flops": fpt * t,
                     "loss": np.asarray(losses),
                     "step": steps,
+                    "lr": np.asarray(
+                        lrs
+                    ),  # NaN where a row has none (Approach 1 then skips its schedule check)
                 }
             )
         )

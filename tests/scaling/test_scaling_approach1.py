@@ -96,3 +96,26 @@ def test_noise_larger_than_the_gap_between_sizes_is_flagged_and_widens_the_inter
     )
     width = lambda f: f.intervals["a"]["hi"] - f.intervals["a"]["lo"]  # noqa: E731
     assert width(loud) > 2 * width(q)
+
+
+def test_an_envelope_of_mid_schedule_points_is_flagged():
+    """One horizon per size with a learning rate decaying to each run's end: between the runs' ends the
+    envelope is won by points whose rate had not come down, which biases N_opt (flagged); a constant
+    rate, or no lr column, has no such check."""
+    from scaling.checks import check_allocation_fit
+
+    h = training_curves(CHINCHILLA, SIZES[::3], FINAL[::3], points_per_run=100)
+    budgets = np.array([1e20, 1e21])
+    frac = h.groupby("name")["tokens"].transform(lambda t: t / t.max())
+    decaying = fit_approach1(h.assign(lr=1e-3 * (1.0 - frac) + 1e-5), quiet=True)
+    assert decaying.mid_schedule_share > 0.5
+    assert any("mid-schedule points" in r for r in check_allocation_fit(decaying, budgets))
+    assert decaying.to_dict()["mid_schedule_share"] == decaying.mid_schedule_share
+    constant = fit_approach1(h.assign(lr=1e-3), quiet=True)
+    assert constant.mid_schedule_share == 0.0
+    assert not any("mid-schedule" in r for r in check_allocation_fit(constant, budgets))
+    assert fit_approach1(h, quiet=True).mid_schedule_share is None
+    # warm-up points (rate rising to its peak) are not end-of-schedule either
+    from scaling.approach1 import _decayed
+
+    assert _decayed(np.array([0.1, 0.5, 1.0, 0.9, 0.5, 0.2, 0.0])).tolist() == [0, 0, 0, 0, 0, 1, 1]
