@@ -35,7 +35,7 @@ from mdm.module import LitDiffusion
 from mdm.pl import pl  # Lightning without its optional heavy imports
 from mdm.preempt import Preempted, PreemptionCallback, stop_on_signal
 from mdm.rundir import RunDir, git_sha
-from mdm.runprep import prepare_run  # prepare_run: also used by the sweep planner
+from mdm.runprep import prepare_run
 
 
 class PositionedLoader:
