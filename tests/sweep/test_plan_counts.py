@@ -28,6 +28,17 @@ DEBUG_YAML = REPO / "configs" / "debug.yaml"
 PLAIN = sorted(n for n, d in declared_objectives().items() if d.counted_by == "Objective")
 
 
+def _fresh_python(code: str, data, cwd):
+    """Run ``code`` in a fresh interpreter (nothing imported yet) with ``MDM_DATA_DIR=data``; the JSON
+    its last line prints."""
+    env = {**__import__("os").environ, "MDM_DATA_DIR": str(data)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def test_demo_plan_is_the_one_frozen_before_counting_from_the_config():
     """Run names (so the directories finished runs are found in), counts, steps, lr, dropped pairs and
     warnings of the demo spec, frozen from the planner that built every model (mdm.runprep.prepare_run)
@@ -57,12 +68,7 @@ def test_status_and_plan_prepare_nothing_and_import_neither_torch_nor_lightning(
         "print(json.dumps([len(plan.runs), 'data not prepared' in text,"
         " sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning', 'pytorch_lightning'))]))\n"
     )
-    env = {**__import__("os").environ, "MDM_DATA_DIR": str(data)}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    n, says_so, heavy = json.loads(out.stdout.strip().splitlines()[-1])
+    n, says_so, heavy = _fresh_python(code, data, tmp_path)
     assert n > 0 and says_so and heavy == []
     assert list(data.iterdir()) == []  # nothing prepared
 
@@ -261,12 +267,7 @@ def test_planning_edlm_nce_and_ccdd_loads_no_checkpoint_and_imports_no_lightning
         " or m in ('mdm.runprep', 'mdm.loading', 'mdm.train', 'mdm.module', 'mdm.ccdd_encoder'))\n"
         "print(json.dumps([flops, heavy]))\n"
     )
-    env = {**__import__("os").environ, "MDM_DATA_DIR": str(data)}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env, timeout=300
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    flops, heavy = json.loads(out.stdout.strip().splitlines()[-1])
+    flops, heavy = _fresh_python(code, data, REPO)
     assert flops == [r[1] for r in runs] and heavy == []
     assert list(data.iterdir()) == []  # nothing prepared
 
