@@ -1,4 +1,5 @@
-"""Export a trained run to a self-contained folder, and load such a folder back without Lightning.
+"""Export a trained run to a self-contained folder (the writer; reading one back without Lightning is
+:func:`mdm.loading.load_pretrained`, importable from here too).
 
 ``mdm export RUN OUT/`` writes::
 
@@ -14,6 +15,8 @@
 No pickle anywhere: weights are safetensors, everything else JSON or Markdown. Tied weights (the output head
 sharing the embedding) are stored once and re-tied on load (``config.json`` ``tied``).
 
+The folder's format (file names, version, :class:`ExportError`, reading its parts) is mdm/export_folder.py,
+below both this module and mdm/loading.py: the writer depends on the loader, never the other way round.
 ``load_pretrained(OUT)`` rebuilds objective and network from ``config.json`` and loads the weights; the
 logits equal those of ``mdm.loading.load_run(RUN)`` (EMA) exactly (tests/test_export.py). ``load_run`` accepts
 an exported folder too, so ``mdm sample``, ``mdm eval`` and the lm-eval adapter take one wherever they take a
@@ -24,29 +27,41 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import torch
 
-FORMAT = "mdm-export"
-FORMAT_VERSION = 1
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-TOKENIZER_FILE = "tokenizer.json"
-META_FILE = "meta.json"
-CARD_FILE = "README.md"
+from mdm.export_folder import (
+    CARD_FILE,
+    CONFIG_FILE,
+    FORMAT,
+    FORMAT_VERSION,
+    META_FILE,
+    TOKENIZER_FILE,
+    WEIGHTS_FILE,
+    ExportError,
+    is_export,
+    read_json,
+)
+from mdm.loading import load_pretrained, load_run
 
-
-class ExportError(ValueError):
-    """A folder that is not an mdm export, or a run that cannot be exported."""
-
-
-def is_export(path: str | Path) -> bool:
-    p = Path(path)
-    return p.is_dir() and (p / CONFIG_FILE).is_file() and (p / WEIGHTS_FILE).is_file()
+# the folder's format (mdm/export_folder.py) and reader (mdm.loading.load_pretrained) are importable from here
+__all__ = [
+    "CARD_FILE",
+    "CONFIG_FILE",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "META_FILE",
+    "TOKENIZER_FILE",
+    "WEIGHTS_FILE",
+    "ExportError",
+    "export_run",
+    "is_export",
+    "load_pretrained",
+    "model_card",
+]
 
 
 def _unique_state(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -62,19 +77,11 @@ def _unique_state(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict
     return out, tied
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
 def export_run(run: str | Path, out: str | Path, ema: bool = True, force: bool = False) -> Path:
     """Write the export folder of ``run`` (a run dir or a checkpoint) to ``out`` (module docstring)."""
     from safetensors.torch import save_file
 
     from mdm.io import atomic_write_json, atomic_write_text
-    from mdm.loading import load_run
 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:
@@ -98,7 +105,7 @@ def export_run(run: str | Path, out: str | Path, ema: bool = True, force: bool =
             atomic_write_text(out / TOKENIZER_FILE, src.read_text())
             has_tok = True
     run_dir = loaded.run_dir
-    summary = _read_json(run_dir / "summary.json") if run_dir else None
+    summary = read_json(run_dir / "summary.json") if run_dir else None
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -123,7 +130,7 @@ def export_run(run: str | Path, out: str | Path, ema: bool = True, force: bool =
         else:
             layout["tokenizer_file"] = TOKENIZER_FILE
         atomic_write_json(out / META_FILE, layout)
-    zero_shot = _read_json(run_dir / "eval" / "zero_shot.json") if run_dir else None
+    zero_shot = read_json(run_dir / "eval" / "zero_shot.json") if run_dir else None
     atomic_write_text(out / CARD_FILE, model_card(loaded, config, summary, meta, zero_shot))
     return out
 
@@ -136,7 +143,7 @@ def _data_meta(cfg) -> dict | None:
         d = resolve_data_dir(cfg.data)
     except Exception:
         return None
-    raw = _read_json(Path(d) / META_FILE)
+    raw = read_json(Path(d) / META_FILE)
     if raw is None:
         return None
     raw["_dir"] = str(d)
@@ -228,49 +235,3 @@ def model_card(loaded, config: dict, summary: dict | None, meta: dict | None, ze
         "",
     ]
     return "\n".join(lines)
-
-
-def load_pretrained(path: str | Path, device: str | torch.device = "cpu"):
-    """Rebuild an exported model without Lightning: a :class:`mdm.loading.LoadedRun` (``export_dir`` set,
-    ``tokenizer`` loaded when the folder has one)."""
-    from safetensors.torch import load_file
-
-    from mdm.config import from_dict
-    from mdm.loading import LoadedRun, build_objective
-    from mdm.vocab import Vocab
-
-    p = Path(path)
-    if not is_export(p):
-        raise ExportError(f"{p} is not an mdm export folder (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
-    config = _read_json(p / CONFIG_FILE)
-    if not config or config.get("format") != FORMAT:
-        raise ExportError(f"{p / CONFIG_FILE} is not an mdm export config (format != {FORMAT!r})")
-    if int(config.get("format_version", 0)) > FORMAT_VERSION:
-        raise ExportError(
-            f"{p / CONFIG_FILE} format_version={config['format_version']} is newer than this mdm"
-        )
-    cfg = from_dict(config["config"])
-    vocab = Vocab(**config["vocab"])
-    objective = build_objective(cfg, vocab)
-    model = objective.build_model(cfg, vocab)
-    state = load_file(str(p / WEIGHTS_FILE))
-    for alias, name in (config.get("tied") or {}).items():
-        state[alias] = state[name]
-    model.load_state_dict(state)
-    model.to(device).eval()
-    tok = None
-    if config.get("tokenizer") and (p / META_FILE).is_file():
-        from mdm.data.tokenizer import load_tokenizer
-
-        tok = load_tokenizer(p)
-    return LoadedRun(
-        cfg,
-        vocab,
-        objective,
-        model,
-        p,
-        p / WEIGHTS_FILE,
-        int(config.get("step", 0)),
-        tokenizer=tok,
-        export_dir=p,
-    )

@@ -5,7 +5,8 @@ The model comes back with its EMA weights (what validation used) in eval mode. C
 with ``torch.load(weights_only=True)``: no arbitrary pickles are executed.
 
 Layering (CONTRIBUTING.md): this module sits above ``mdm.diffusion`` and below ``mdm.train`` /
-``mdm.module``; it imports neither of those (nor Lightning). Objectives built on a trained run (EDLM-NCE's
+``mdm.module``; it imports neither of those (nor Lightning). An export folder is read through
+mdm/export_folder.py (its format); the writer, mdm/export.py, sits above this module. Objectives built on a trained run (EDLM-NCE's
 base run, CCDD's encoder run) never load it themselves: :func:`build_objective` hands them what they
 are built on (:func:`load_run`; CCDD's encoder source, mdm/ccdd_encoder.py), and the objective checks
 what it gets.
@@ -23,6 +24,7 @@ from mdm.config import Config, from_dict
 from mdm.diffusion import OBJECTIVES, Objective
 from mdm.diffusion.registry import lookup
 from mdm.errors import UserError
+from mdm.export_folder import WEIGHTS_FILE, is_export, read_config, read_tokenizer, read_weights
 from mdm.models.backbone import Transformer
 from mdm.vocab import Vocab
 
@@ -40,7 +42,7 @@ class LoadedRun:
     run_dir: Path | None
     checkpoint: Path
     step: int
-    tokenizer: object | None = None  # an exported folder's own tokenizer (mdm.export)
+    tokenizer: object | None = None  # an exported folder's own tokenizer (mdm/export_folder.py)
     export_dir: Path | None = None  # set when loaded from an `mdm export` folder
 
 
@@ -95,9 +97,7 @@ def resolve_checkpoint(path: str | Path) -> tuple[Path, Path | None]:
 
 
 def load_run(path: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> LoadedRun:
-    """A run directory, a checkpoint file, or an ``mdm export`` folder (:func:`mdm.export.load_pretrained`)."""
-    from mdm.export import is_export, load_pretrained
-
+    """A run directory, a checkpoint file, or an ``mdm export`` folder (:func:`load_pretrained`)."""
     if is_export(path):
         return load_pretrained(path, device)
     ck_path, run_dir = resolve_checkpoint(path)
@@ -120,6 +120,31 @@ def load_run(path: str | Path, device: str | torch.device = "cpu", ema: bool = T
                     p.copy_(extra["ema"][n])
     model.to(device).eval()
     return LoadedRun(cfg, vocab, objective, model, run_dir, ck_path, int(ck.get("global_step", 0)))
+
+
+def load_pretrained(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
+    """Rebuild an exported model without Lightning: a :class:`LoadedRun` (``export_dir`` set, ``tokenizer``
+    loaded when the folder has one); the folder is read by mdm/export_folder.py, written by mdm/export.py."""
+    p = Path(path)
+    config = read_config(p)
+    cfg = from_dict(config["config"])
+    vocab = Vocab(**config["vocab"])
+    objective = build_objective(cfg, vocab)
+    model = objective.build_model(cfg, vocab)
+    model.load_state_dict(read_weights(p, config))
+    model.to(device).eval()
+    tok = read_tokenizer(p, config)
+    return LoadedRun(
+        cfg,
+        vocab,
+        objective,
+        model,
+        p,
+        p / WEIGHTS_FILE,
+        int(config.get("step", 0)),
+        tokenizer=tok,
+        export_dir=p,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -38,25 +38,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from mdm.data.ensure import components, ensure_prepared, prepare_all
 from mdm.data.meta import DataError, DataMeta, load_meta
+from mdm.data.mixture import MixtureLoader
 from mdm.data.paths import cache_root, data_key, repo_root, resolve_data_dir  # noqa: F401 (re-exported)
-from mdm.data.prepare import prepare
 from mdm.data.shards import open_split
 from mdm.data.unique import check_subset
 
 SPLIT_ALIASES = {"val": "validation", "valid": "validation", "eval": "validation"}
 STATE_VERSION = 1
-
-
-def ensure_prepared(cfg: Any, progress: bool = True, force: bool = False) -> Path:
-    """Prepare the data for ``cfg`` unless already done (idempotent, atomic); return its directory (a
-    mixture: every source is prepared, and the first one's directory, whose vocabulary all share, is
-    returned)."""
-    if getattr(cfg, "mixture", None):
-        from mdm.data.mixture import prepare_all
-
-        return prepare_all(cfg, progress=progress)[0]
-    return prepare(cfg, resolve_data_dir(cfg), progress=progress, force=force)
 
 
 def get_meta(cfg: Any, progress: bool = True) -> DataMeta:
@@ -77,8 +67,6 @@ def build_loader(
     """Prepare if needed and return the loader for ``split`` (see module docstring for the order). For a
     mixture: a :class:`~mdm.data.mixture.MixtureLoader` for training, the first source for evaluation."""
     if getattr(data_cfg, "mixture", None):
-        from mdm.data.mixture import MixtureLoader, components, prepare_all
-
         dirs = prepare_all(data_cfg, progress=progress)
         kw = dict(seq_len=seq_len, batch_size=batch_size, seed=seed, rank=rank, world_size=world_size)
         kw |= dict(wrap=data_cfg.wrap, add_bos=data_cfg.add_bos)

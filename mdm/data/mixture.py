@@ -3,7 +3,9 @@
 Each source is prepared as its own data directory from the data config with ``name``/``path``/``dir``
 replaced (tokenizer, vocab_size, dtype, ... shared). All sources must share one tokenizer (same
 ``tokenizer_sha256``): the fixed ``gpt2``/``bert`` ones do; a trained ``bpe``/``char`` is trained on the
-first source and reused by the others (``prepare.tokenizer_from``).
+first source and reused by the others (``prepare.tokenizer_from``). Splitting a mixture into its sources
+and preparing them (:func:`~mdm.data.ensure.components`, :func:`~mdm.data.ensure.prepare_all`) live in
+mdm/data/ensure.py, below both this module and the datamodule.
 
 :class:`MixtureLoader` draws each row of a training batch from the source with the largest deficit
 ``w_s * (n + 1) - c_s`` (``n`` rows drawn so far by this rank, ``c_s`` of them from source ``s``; ties go
@@ -15,33 +17,16 @@ shuffled, rank-sharded :class:`~mdm.data.datamodule.BlockLoader` order. Evaluati
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from mdm.data.meta import DataError, load_meta
+from mdm.data.ensure import components
+from mdm.data.meta import DataError
 
 STATE_VERSION = 1
-
-
-def components(cfg: Any) -> list[tuple[Any, float]]:
-    """(single-source data config, normalised weight) per mixture entry, in order."""
-    if not cfg.mixture:
-        raise DataError("data.mixture is empty")
-    total = 0.0
-    for i, m in enumerate(cfg.mixture):
-        if not m.weight > 0:
-            raise DataError(f"data.mixture[{i}].weight={m.weight} must be positive")
-        total += m.weight
-    out = []
-    for m in cfg.mixture:
-        sub = dataclasses.replace(cfg, name=m.name, path=m.path, dir=m.dir, mixture=[])
-        out.append((sub, m.weight / total))
-    return out
 
 
 def record(cfg: Any) -> list[dict[str, Any]] | None:
@@ -52,28 +37,6 @@ def record(cfg: Any) -> list[dict[str, Any]] | None:
         {"name": sub.name, "path": sub.path, "weight": w, "configured_weight": m.weight}
         for (sub, w), m in zip(components(cfg), cfg.mixture)
     ]
-
-
-def prepare_all(cfg: Any, progress: bool = True) -> list[Path]:
-    """Prepare every source (idempotent) and check they share one tokenizer; return their dirs."""
-    from mdm.data.datamodule import ensure_prepared
-
-    dirs: list[Path] = []
-    for i, (sub, _) in enumerate(components(cfg)):
-        if i and sub.tokenizer in ("bpe", "char") and not sub.prepare.tokenizer_from:
-            sub = dataclasses.replace(
-                sub, prepare=dataclasses.replace(sub.prepare, tokenizer_from=str(dirs[0]))
-            )
-        dirs.append(ensure_prepared(sub, progress=progress))
-    metas = [load_meta(d) for d in dirs]
-    for i, m in enumerate(metas[1:], 1):
-        for key in ("tokenizer_sha256", "mask_id", "vocab_size", "dtype", "eos_id", "bos_id", "pad_id"):
-            if getattr(m, key) != getattr(metas[0], key):
-                raise DataError(
-                    f"data.mixture[{i}] ({dirs[i]}) has {key}={getattr(m, key)!r} but data.mixture[0] "
-                    f"({dirs[0]}) has {getattr(metas[0], key)!r}: the sources of a mixture share one tokenizer"
-                )
-    return dirs
 
 
 class MixtureLoader:
