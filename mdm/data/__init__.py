@@ -14,7 +14,7 @@ from typing import Any
 _LAZY = {
     "BlockLoader": "mdm.data.datamodule",
     "build_loader": "mdm.data.datamodule",
-    "ensure_prepared": "mdm.data.datamodule",
+    "ensure_prepared": "mdm.data.ensure",
     "get_meta": "mdm.data.datamodule",
     "resolve_data_dir": "mdm.data.datamodule",
     "DataError": "mdm.data.meta",
