@@ -143,16 +143,18 @@ def test_bad_grids(tmp_path, grids, match):
 def test_shipped_data_constrained_spec():
     """configs/sweeps/data-constrained.yaml: per family a single-epoch ladder of >= 5 rungs (AR over >= 64x;
     MDLM's over >= 16x, starting after its unigram plateau at >= 2^19 characters) and repeated subsets up
-    to 32-64 epochs, each family at the demo's batch and lr."""
+    to 32-64 epochs, each family at the demo's batch and lr, every run at two seeds (the bootstrap over
+    runs then carries the seed-to-seed spread)."""
     from .conftest import REPO
 
     spec = load_spec(REPO / "configs" / "sweeps" / "data-constrained.yaml")
     combos = spec.combos()
-    assert len(combos) == 27
+    assert len(combos) == 54
+    assert sorted(c["train.seed"] for c in combos) == [0] * 27 + [1] * 27
     for fam, batch, lr, span in (("mdlm", 16, 3e-3, 16), ("ar", 4, 7e-3, 64)):
         runs = [c for c in combos if c["objective.name"] == fam]
         assert {(c["train.global_batch"], c["optim.lr"]) for c in runs} == {(batch, lr)}
-        ladder = [c["data.unique_tokens"] for c in runs if c["epochs"] == 1]
+        ladder = [c["data.unique_tokens"] for c in runs if c["epochs"] == 1 and c["train.seed"] == 0]
         assert len(ladder) >= 5
         assert max(ladder) / min(ladder) >= span
         if fam == "mdlm":
