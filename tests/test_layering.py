@@ -17,10 +17,9 @@ not counted (a package importing its own submodules is how registries fill).
 from __future__ import annotations
 
 import ast
-import json
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.fresh import fresh_json
 
 REPO = Path(__file__).resolve().parents[1]
 PKG = REPO / "mdm"
@@ -199,9 +198,7 @@ def test_preparing_data_and_reading_an_export_folder_leave_torch_out():
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('torch', 'lightning', 'pytorch_lightning'))))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    assert fresh_json(code) == []
 
 
 def test_maths_and_models_never_reach_the_loader_or_training_stack():
@@ -240,9 +237,7 @@ def test_importing_the_maths_and_sweeps_leaves_lightning_out():
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('lightning', 'pytorch_lightning'))))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    assert fresh_json(code) == []
 
 
 # --- the maths does no I/O: files, runs and data are read outside mdm/diffusion and handed in -----------------

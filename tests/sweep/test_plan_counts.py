@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,23 +19,13 @@ from mdm.sweep.counts import declared_objectives, expected_vocab, objective_coun
 from mdm.sweep.plan import build_plan
 from mdm.sweep.spec import load_spec
 from mdm.vocab import Vocab
+from tests.fresh import fresh_json
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 DEBUG_YAML = REPO / "configs" / "debug.yaml"
 # objectives counted as the plain backbone (Objective.config_counts not overridden)
 PLAIN = sorted(n for n, d in declared_objectives().items() if d.counted_by == "Objective")
-
-
-def _fresh_python(code: str, data, cwd):
-    """Run ``code`` in a fresh interpreter (nothing imported yet) with ``MDM_DATA_DIR=data``; the JSON
-    its last line prints."""
-    env = {**__import__("os").environ, "MDM_DATA_DIR": str(data)}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def test_demo_plan_is_the_one_frozen_before_counting_from_the_config():
@@ -68,7 +57,7 @@ def test_status_and_plan_prepare_nothing_and_import_neither_torch_nor_lightning(
         "print(json.dumps([len(plan.runs), 'data not prepared' in text,"
         " sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning', 'pytorch_lightning'))]))\n"
     )
-    n, says_so, heavy = _fresh_python(code, data, tmp_path)
+    n, says_so, heavy = fresh_json(code, tmp_path, {"MDM_DATA_DIR": str(data)})
     assert n > 0 and says_so and heavy == []
     assert list(data.iterdir()) == []  # nothing prepared
 
@@ -267,7 +256,7 @@ def test_planning_edlm_nce_and_ccdd_loads_no_checkpoint_and_imports_no_lightning
         " or m in ('mdm.runprep', 'mdm.loading', 'mdm.train', 'mdm.module', 'mdm.ccdd_encoder'))\n"
         "print(json.dumps([flops, heavy]))\n"
     )
-    flops, heavy = _fresh_python(code, data, REPO)
+    flops, heavy = fresh_json(code, REPO, {"MDM_DATA_DIR": str(data)})
     assert flops == [r[1] for r in runs] and heavy == []
     assert list(data.iterdir()) == []  # nothing prepared
 
