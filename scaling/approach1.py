@@ -97,7 +97,7 @@ def window(n: int, smooth: Smooth) -> int:
     return w if w >= 3 else 1
 
 
-def _smooth(v: np.ndarray, w: int) -> np.ndarray:
+def smooth_curve(v: np.ndarray, w: int) -> np.ndarray:
     """Savitzky–Golay smoothing (local quadratic over ``w`` points, fitted, not padded, at the ends
     so the curve's last points are not biased); ``w`` < 3: unchanged."""
     if w < 3:
@@ -163,7 +163,7 @@ def _curves(hist: pd.DataFrame, smooth: Smooth = 0) -> list[_Curve]:
                 name=str(name),
                 n=float(n_vals[0]),
                 lc=np.log(g["flops"].to_numpy(float)),
-                loss=_smooth(loss, w),
+                loss=smooth_curve(loss, w),
                 lt=np.log(g["tokens"].to_numpy(float)),
                 sd=point_noise(loss) * _gain(w),
                 decayed=_decayed(g["lr"].to_numpy(float)) if lr_known else None,

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scaling.approach1 import Approach1Fit, _smooth, fit_approach1, window
+from scaling.approach1 import Approach1Fit, fit_approach1, smooth_curve, window
 from scaling.approach2 import MIN_BUDGETS, Approach2Fit, budget_labels, fit_budget
 from scaling.approach3 import N_PARAMS, Approach3Fit, _center, init_grid, objective_and_grad
 from scaling.errors import ScalingInputError
@@ -335,7 +335,7 @@ def bootstrap_approach1(
     for k, g in history.groupby("name", sort=False):
         g = g.sort_values("flops") if "flops" in g.columns else g.sort_values("tokens")
         loss = g["loss"].to_numpy(float)
-        trend = _smooth(loss, window(loss.size, "auto"))
+        trend = smooth_curve(loss, window(loss.size, "auto"))
         parts[k] = (g, trend, loss - trend)
 
     def redrawn(k: str) -> pd.DataFrame:

@@ -98,9 +98,7 @@ class Objective:
         if bad:
             raise ConfigError(bad)
         self.schedule: Schedule | None = build_schedule(cfg.schedule) if self.uses_schedule else None
-        self.time_conditioned = time_conditioning(
-            cfg, self.registry_name, self.default_time_conditioning, self.supports_time_conditioning
-        )
+        self.time_conditioned = self.time_conditioning_of(cfg)
 
     #: options of :func:`mdm.flops.count` for the trained network (``per_sequence``, ``unused_head``)
     count_options: dict = {}
@@ -116,6 +114,14 @@ class Objective:
         return replace(c, extra_flops_per_token=self.extra_flops_per_token(c))
 
     @classmethod
+    def time_conditioning_of(cls, cfg: Config) -> bool:
+        """``model.time_conditioning`` of a run of this objective (None: its default); refused when it
+        takes none (:func:`mdm.config_counts.time_conditioning`)."""
+        return time_conditioning(
+            cfg, cls.registry_name, cls.default_time_conditioning, cls.supports_time_conditioning
+        )
+
+    @classmethod
     def config_counts(cls, cfg: Config, vocab: Vocab, read_run_config) -> Counts:
         """What :meth:`counts` gives on the built network, from the config alone (no tensor, no checkpoint,
         no network: the sweep planner's count, mdm/sweep/counts.py). ``read_run_config(path, key) ->
@@ -123,10 +129,7 @@ class Objective:
         plain backbone, one forward and backward per token; an objective that overrides
         :meth:`build_model`, ``count_options`` or :meth:`extra_flops_per_token` overrides this too
         (tests/sweep/test_plan_counts.py checks every registered objective against its built network)."""
-        tc = time_conditioning(
-            cfg, cls.registry_name, cls.default_time_conditioning, cls.supports_time_conditioning
-        )
-        return backbone_counts(cfg.model, vocab.size, tc)
+        return backbone_counts(cfg.model, vocab.size, cls.time_conditioning_of(cfg))
 
     def build_model(self, cfg: Config, vocab: Vocab):
         """The network this objective trains: by default the shared backbone. Objectives that wrap it

@@ -45,7 +45,7 @@ from dataclasses import replace
 import torch
 
 from mdm.config import Config
-from mdm.config_counts import forward_flops, time_conditioning
+from mdm.config_counts import forward_flops
 from mdm.derived import backbone_counts, resolve_dims
 from mdm.diffusion import noise
 from mdm.diffusion.base import LossOut
@@ -206,9 +206,7 @@ class CCDD(MDLM):
         """:meth:`counts` of the built network from the configs: this run's and the encoder run's
         (``config.yaml``, read by ``read_run_config``; its weights are not loaded)."""
         c = cfg.objective.ccdd
-        tc = time_conditioning(
-            cfg, cls.registry_name, cls.default_time_conditioning, cls.supports_time_conditioning
-        )
+        tc = cls.time_conditioning_of(cfg)
         counts = backbone_counts(cfg.model, vocab.size, tc)
         if not c.continuous:
             return counts
@@ -223,12 +221,7 @@ class CCDD(MDLM):
         check_encoder_options(c.encoder, c.encoder_run, c.encoder_input)
         enc_cfg = read_run_config(c.encoder_run, "objective.ccdd.encoder_run")
         enc_cls = lookup(OBJECTIVES, "objective", enc_cfg.objective.name)
-        enc_tc = time_conditioning(
-            enc_cfg,
-            enc_cls.registry_name,
-            enc_cls.default_time_conditioning,
-            enc_cls.supports_time_conditioning,
-        )
+        enc_tc = enc_cls.time_conditioning_of(enc_cfg)
         dims = resolve_dims(enc_cfg.model)
         f = 0.0
         if c.encoder == "hidden":

@@ -53,8 +53,14 @@ class CcddConfig:
         checks = (
             (self.d_cont <= 0, f"objective.ccdd.d_cont must be positive, got {self.d_cont}"),
             (self.lambda_cont < 0, f"objective.ccdd.lambda_cont must be >= 0, got {self.lambda_cont}"),
-            (not 0 <= self.cont_drop < 1, f"objective.ccdd.cont_drop must be in [0, 1), got {self.cont_drop}"),
+            (
+                not 0 <= self.cont_drop < 1,
+                f"objective.ccdd.cont_drop must be in [0, 1), got {self.cont_drop}",
+            ),
             (self.time_power <= 0, f"objective.ccdd.time_power must be positive, got {self.time_power}"),
-            (self.stats_batches <= 0, f"objective.ccdd.stats_batches must be positive, got {self.stats_batches}"),
+            (
+                self.stats_batches <= 0,
+                f"objective.ccdd.stats_batches must be positive, got {self.stats_batches}",
+            ),
         )
         return next((msg for bad, msg in checks if bad), None)

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from mdm.config import Config, ConfigError
-from mdm.config_counts import forward_flops, time_conditioning
+from mdm.config_counts import forward_flops
 from mdm.derived import backbone_counts
 from mdm.diffusion import noise
 from mdm.diffusion.base import Objective
@@ -414,9 +414,7 @@ class EdlmNCE(Objective):
         e = cfg.objective.edlm
         check_edlm_config(e)
         _require_base_run(e)
-        tc = time_conditioning(
-            cfg, cls.registry_name, cls.default_time_conditioning, cls.supports_time_conditioning
-        )
+        tc = cls.time_conditioning_of(cfg)
         base_cfg = read_run_config(e.base_run, "objective.edlm.base_run")
         base_cls = lookup(OBJECTIVES, "objective", base_cfg.objective.name)
         if base_cls.registry_name not in BASE_OBJECTIVES or base_cls.causal:
@@ -424,12 +422,7 @@ class EdlmNCE(Objective):
                 f"objective.edlm.base_run={e.base_run} was trained with objective {base_cls.registry_name!r}; "
                 f"EDLM needs a masked diffusion base run (objective {' or '.join(BASE_OBJECTIVES)})"
             )
-        base_tc = time_conditioning(
-            base_cfg,
-            base_cls.registry_name,
-            base_cls.default_time_conditioning,
-            base_cls.supports_time_conditioning,
-        )
+        base_tc = base_cls.time_conditioning_of(base_cfg)
         _check_model_matches(cfg, base_cfg, tc, base_tc, e.base_run)
         b = backbone_counts(cfg.model, vocab.size, tc)
         D, head = b.d_model, vocab.size * b.d_model

@@ -28,7 +28,10 @@ class EdlmConfig:
         for edlm_nce: :func:`mdm.options.invalid_choice`; edlm_ar and the sampler call
         :func:`mdm.diffusion.edlm.check_edlm_config`)."""
         checks = (
-            (self.num_candidates < 1, f"objective.edlm.num_candidates must be >= 1, got {self.num_candidates}"),
+            (
+                self.num_candidates < 1,
+                f"objective.edlm.num_candidates must be >= 1, got {self.num_candidates}",
+            ),
             (not 0.0 <= self.window <= 1.0, f"objective.edlm.window must be in [0, 1], got {self.window}"),
             (
                 self.nce_negatives_per_positive < 1,
