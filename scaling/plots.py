@@ -164,6 +164,14 @@ def plot_frontier(
     return fig
 
 
+def _inside_solid(ax, x: np.ndarray, y: np.ndarray, inside: np.ndarray, **kw) -> None:
+    """``y(x)`` drawn as asked where ``inside`` (the sampled range), thin and dotted elsewhere (unlabelled)."""
+    ax.plot(x[inside], y[inside], **kw)
+    if not inside.all():
+        kw.pop("label", None)
+        ax.plot(x, np.where(inside, np.nan, y), **{**kw, "ls": ":", "lw": 1})
+
+
 def plot_allocation(
     a3: Mapping[str, Approach3Fit],
     a2: Mapping[str, Approach2Fit] | None = None,
@@ -171,7 +179,8 @@ def plot_allocation(
     level: float = 0.95,
 ) -> Figure:
     """N_opt(C) and D_opt(C): Approach-2 vertices (error bars: bootstrap) and power law (band),
-    Approach-3 closed form (band)."""
+    Approach-3 closed form (band). Where a family has Approach-2 budgets, its laws are drawn solid with
+    their bands only over those budgets, and dotted beyond them (an extrapolation)."""
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     ax_n, ax_d = fig.subplots(1, 2)
     cs = []
@@ -183,6 +192,11 @@ def plot_allocation(
     fams = list(dict.fromkeys(list(a3) + list(a2 or {})))
     for i, fam in enumerate(fams):
         col = _color(i)
+        inside = np.ones(cg.size, bool)  # the family's sampled budgets (all of cg without Approach 2)
+        if a2 and fam in a2 and any(b.used for b in a2[fam].budgets):
+            c_used = [b.budget for b in a2[fam].budgets if b.used]
+            inside = (cg >= min(c_used)) & (cg <= max(c_used))
+
         if a2 and fam in a2:
             f2 = a2[fam]
             used = [j for j, b in enumerate(f2.budgets) if b.used]
@@ -205,8 +219,15 @@ def plot_allocation(
                     capsize=2,
                     label=f"{fam} isoFLOP vertices",
                 )
-                ax.plot(
-                    cg, law(cg), color=col, ls="--", lw=1, label=f"{fam} Approach 2: ∝ C^{law.exponent:.2f}"
+                _inside_solid(
+                    ax,
+                    cg,
+                    law(cg),
+                    inside,
+                    color=col,
+                    ls="--",
+                    lw=1,
+                    label=f"{fam} Approach 2: ∝ C^{law.exponent:.2f}",
                 )
                 if f2.samples is not None:
                     coef = f2.samples["k_N" if key == "n_opt" else "k_D"]
@@ -216,11 +237,13 @@ def plot_allocation(
                         with np.errstate(all="ignore"):
                             vals = coef[ok, None] * cg[None, :] ** ex[ok, None]
                         lo, hi = _band(vals, level)
-                        ax.fill_between(cg, lo, hi, color=col, alpha=0.08, lw=0)
+                        ax.fill_between(cg, lo, hi, where=inside, color=col, alpha=0.08, lw=0)
         if fam in a3:
             f3 = a3[fam]
             for ax, fn, ex in ((ax_n, f3.params.n_opt, f3.params.a), (ax_d, f3.params.d_opt, f3.params.b)):
-                ax.plot(cg, fn(cg), color=col, lw=1.5, label=f"{fam} Approach 3: ∝ C^{ex:.2f}")
+                _inside_solid(
+                    ax, cg, fn(cg), inside, color=col, lw=1.5, label=f"{fam} Approach 3: ∝ C^{ex:.2f}"
+                )
             if f3.samples is not None:
                 th = f3.samples["theta"]
                 th = th[np.isfinite(th).all(axis=1) & (th[:, 3] > 0) & (th[:, 4] > 0)]
@@ -234,15 +257,18 @@ def plot_allocation(
                         bands = ((ax_n, G[:, None] * c6 ** a[:, None]), (ax_d, c6 ** b[:, None] / G[:, None]))
                     for ax, vals in bands:
                         lo, hi = _band(vals, level)
-                        ax.fill_between(cg, lo, hi, color=col, alpha=0.15, lw=0)
+                        ax.fill_between(cg, lo, hi, where=inside, color=col, alpha=0.15, lw=0)
     for ax, lab in ((ax_n, "N_opt (parameters)"), (ax_d, "D_opt (tokens)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("compute C (FLOPs)")
         ax.set_ylabel(lab)
         ax.legend(fontsize=7)
-    ax_n.set_title("Compute-optimal model size")
-    ax_d.set_title("Compute-optimal tokens")
+    note = (
+        " (dotted: beyond the sampled budgets)" if any(ln.get_linestyle() == ":" for ln in ax_n.lines) else ""
+    )
+    ax_n.set_title("Compute-optimal model size" + note, fontsize=10)
+    ax_d.set_title("Compute-optimal tokens" + note, fontsize=10)
     return fig
 
 

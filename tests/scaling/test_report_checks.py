@@ -329,3 +329,17 @@ def test_multiplier_curve_rows_carry_their_own_status():
     assert wide["status"] == "flagged" and any("decades" in r for r in wide["reasons"])
     ext = _row_status({"C": 1e12, "multiplier": 5.0, "lo": 4.0, "hi": 6.0, "extrapolation": True})
     assert ext["status"] == "extrapolation"
+
+
+def test_allocation_laws_beyond_the_sampled_budgets_are_drawn_dotted():
+    df = isoflop_sweep(AR, [1e18, 1e19, 1e20], sizes_per_budget=6, noise=0.0)
+    fit = fit_approach2(df, quiet=True)
+    fig = plots.plot_allocation({}, {"ar": fit}, c_range=(1e16, 1e22))
+    ax = fig.axes[0]
+    solid = [ln for ln in ax.lines if ln.get_linestyle() == "--"]
+    dotted = [ln for ln in ax.lines if ln.get_linestyle() == ":"]
+    assert solid and dotted and "beyond the sampled budgets" in ax.get_title()
+    assert max(solid[0].get_xdata()) <= 1e20 * 1.01 and min(solid[0].get_xdata()) >= 1e18 / 1.01
+    assert np.isnan(
+        dotted[0].get_ydata()[(dotted[0].get_xdata() > 1.01e18) & (dotted[0].get_xdata() < 0.99e20)]
+    ).all()
